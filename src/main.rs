@@ -1,0 +1,2 @@
+//! portcullis binary entry point.
+fn main() {}
