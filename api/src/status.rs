@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::registry::Resource;
+use crate::request::RequestInfo;
 
 /// A `v1` `Status` object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,8 +300,56 @@ impl Status {
         Self::failure(401, "Unauthorized", "Unauthorized".to_owned(), None)
     }
 
-    /// 403 `Forbidden` with a message built by the authorization stage.
-    pub fn forbidden(message: String, details: StatusDetails) -> Self {
+    /// 403 `Forbidden` for a request the authorizer did not allow, with kube-apiserver's
+    /// message: `pods is forbidden: User "bob" cannot list resource "pods" in API group "" in
+    /// the namespace "default"`, followed by `: <reason>` when the authorizer gave one.
+    pub fn forbidden_request(user: &str, request: &RequestInfo, reason: &str) -> Self {
+        let (mut message, details) = match request {
+            RequestInfo::NonResource { verb, path } => (
+                format!("forbidden: User {user:?} cannot {verb} path {path:?}"),
+                StatusDetails::default(),
+            ),
+            RequestInfo::Resource(r) => {
+                let mut target = r.resource.clone();
+                if !r.group.is_empty() {
+                    target.push('.');
+                    target.push_str(&r.group);
+                }
+                if !r.name.is_empty() {
+                    target.push_str(&format!(" {:?}", r.name));
+                }
+                let mut resource = r.resource.clone();
+                if !r.subresource.is_empty() {
+                    resource.push('/');
+                    resource.push_str(&r.subresource);
+                }
+                let scope = if r.namespace.is_empty() {
+                    "at the cluster scope".to_owned()
+                } else {
+                    format!("in the namespace {:?}", r.namespace)
+                };
+                (
+                    format!(
+                        "{target} is forbidden: User {user:?} cannot {} resource {resource:?} in API group {:?} {scope}",
+                        r.verb, r.group
+                    ),
+                    StatusDetails {
+                        name: r.name.clone(),
+                        group: r.group.clone(),
+                        kind: r.resource.clone(),
+                        ..StatusDetails::default()
+                    },
+                )
+            }
+        };
+        if !reason.is_empty() {
+            message.push_str(": ");
+            message.push_str(reason);
+        }
+        let message = message
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
         Self::failure(403, "Forbidden", message, Some(details))
     }
 
@@ -410,6 +459,32 @@ mod tests {
         assert_eq!(
             s,
             r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"deployments.apps \"web\" not found","reason":"NotFound","details":{"name":"web","group":"apps","kind":"deployments"},"code":404}"#
+        );
+    }
+
+    #[test]
+    fn forbidden_message_matches_kube_apiserver() {
+        let r = RequestInfo::parse("GET", "/api/v1/namespaces/default/pods", None).unwrap();
+        let s = Status::forbidden_request("bob", &r, "");
+        assert_eq!(
+            s.message,
+            r#"pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the namespace "default""#
+        );
+        let r = RequestInfo::parse(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/admin",
+            None,
+        )
+        .unwrap();
+        let s = Status::forbidden_request("bob", &r, "no <rule>");
+        assert_eq!(
+            s.message,
+            r#"clusterroles.rbac.authorization.k8s.io "admin" is forbidden: User "bob" cannot get resource "clusterroles" in API group "rbac.authorization.k8s.io" at the cluster scope: no &lt;rule&gt;"#
+        );
+        let r = RequestInfo::parse("GET", "/metrics", None).unwrap();
+        assert_eq!(
+            Status::forbidden_request("bob", &r, "").message,
+            r#"forbidden: User "bob" cannot get path "/metrics""#
         );
     }
 

@@ -20,7 +20,7 @@
     )
 )]
 
-use portcullis_api::user::SYSTEM_MASTERS;
+use portcullis_api::user::{SYSTEM_AUTHENTICATED, SYSTEM_MASTERS, SYSTEM_UNAUTHENTICATED};
 use portcullis_api::{RequestInfo, UserInfo};
 
 /// The verdict of an authorizer, with the reason recorded in audit and shown in 403 bodies.
@@ -72,10 +72,21 @@ impl Authorizer {
     }
 
     /// Decides whether `user` may perform the request described by `request`.
-    pub fn authorize(&self, user: &UserInfo, _request: &RequestInfo) -> Decision {
+    pub fn authorize(&self, user: &UserInfo, request: &RequestInfo) -> Decision {
         if user.in_group(SYSTEM_MASTERS) {
             return Decision::Allow {
                 reason: String::new(),
+            };
+        }
+        // kube-apiserver's bootstrap binding `system:public-info-viewer` grants these paths to
+        // authenticated and unauthenticated callers alike.
+        if let RequestInfo::NonResource { verb, path } = request
+            && verb == "get"
+            && PUBLIC_INFO_PATHS.contains(&path.as_str())
+            && (user.in_group(SYSTEM_AUTHENTICATED) || user.in_group(SYSTEM_UNAUTHENTICATED))
+        {
+            return Decision::Allow {
+                reason: "public info paths are readable by everyone".to_owned(),
             };
         }
         Decision::NoOpinion {
@@ -83,6 +94,9 @@ impl Authorizer {
         }
     }
 }
+
+/// The non-resource paths of the `system:public-info-viewer` bootstrap role.
+const PUBLIC_INFO_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
 #[cfg(test)]
 mod tests {
@@ -105,6 +119,33 @@ mod tests {
                 reason: String::new()
             }
         );
+    }
+
+    #[test]
+    fn health_and_version_are_public_but_metrics_is_not() {
+        let anon = UserInfo {
+            username: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+            ..UserInfo::default()
+        };
+        let get = |p: &str| RequestInfo::parse("GET", p, None).unwrap();
+        assert!(
+            Authorizer::new()
+                .authorize(&anon, &get("/healthz"))
+                .is_allowed()
+        );
+        assert!(
+            Authorizer::new()
+                .authorize(&anon, &get("/version"))
+                .is_allowed()
+        );
+        assert!(
+            !Authorizer::new()
+                .authorize(&anon, &get("/metrics"))
+                .is_allowed()
+        );
+        let post = RequestInfo::parse("POST", "/healthz", None).unwrap();
+        assert!(!Authorizer::new().authorize(&anon, &post).is_allowed());
     }
 
     #[test]

@@ -1,0 +1,245 @@
+//! The command line: `portcullis serve` and its kube-apiserver-style flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis_authn::X509Authenticator;
+use portcullis_authz::Authorizer;
+use serde_json::json;
+
+use crate::server::{self, AppState, Metrics};
+use crate::storage::embedded::EmbeddedStore;
+use crate::storage::{Store, StoreError, TxnOp};
+use crate::{pki, tls};
+
+/// portcullis: the front door of a Kubernetes cluster.
+///
+/// It authenticates callers, authorizes them with Kubernetes RBAC, checks objects against
+/// security policy, stores what it admits and audits all of it. kubectl talks to it as to a
+/// kube-apiserver.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: an HTTPS server that speaks the Kubernetes API.
+    ///
+    /// With no flags it creates ./portcullis-data with a CA, a serving certificate, an admin
+    /// client certificate (group system:masters) and admin.kubeconfig, and stores objects in
+    /// an embedded database in the same directory.
+    Serve(ServeArgs),
+}
+
+/// Flags of `portcullis serve`; names follow kube-apiserver's where the meaning is the same.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for generated PKI, the admin kubeconfig and the embedded store.
+    #[arg(long, default_value = "portcullis-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// IP address to listen on (0.0.0.0 or :: for every interface).
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub bind_address: IpAddr,
+
+    /// Port to serve HTTPS on (0 picks a free one; the printed line and kubeconfig name it).
+    #[arg(long, default_value_t = 6443, value_name = "PORT")]
+    pub secure_port: u16,
+
+    /// Serving certificate (PEM, chain allowed) instead of the generated one.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates are verified against, instead of the
+    /// generated CA. The generated admin kubeconfig only works when its CA is in the bundle.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// Extra subject alternative names (DNS names or IPs) for the generated serving
+    /// certificate; repeatable.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_sans: Vec<String>,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `portcullis=debug`).
+    #[arg(long, default_value = "info", env = "PORTCULLIS_LOG")]
+    pub log_level: String,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(&args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(serve(args))
+        }
+    }
+}
+
+fn init_logging(args: &ServeArgs) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid --log-level `{}`", args.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+}
+
+/// `portcullis serve`: bootstrap, bind, serve until SIGTERM or SIGINT.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    tls::install_provider();
+    let listener = server::bind(SocketAddr::new(args.bind_address, args.secure_port)).await?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let client_host = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let server_url = format!("https://{client_host}:{}", local.port());
+
+    let mut sans = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if let Some(host) = gethostname::gethostname()
+        .to_str()
+        .filter(|h| !h.is_empty())
+    {
+        sans.push(host.to_owned());
+    }
+    if !local.ip().is_unspecified() && !local.ip().is_loopback() {
+        sans.push(local.ip().to_string());
+    }
+    sans.extend(args.tls_sans.iter().cloned());
+    sans.dedup();
+    let generated = pki::bootstrap(&args.data_dir, &sans, &server_url)?;
+    let cert_file = args
+        .tls_cert_file
+        .clone()
+        .unwrap_or(generated.serving_cert.clone());
+    let key_file = args
+        .tls_private_key_file
+        .clone()
+        .unwrap_or(generated.serving_key.clone());
+    let client_ca_file = args
+        .client_ca_file
+        .clone()
+        .unwrap_or(generated.client_ca.clone());
+    let client_ca = tls::read_certs(&client_ca_file)?;
+    let x509 = X509Authenticator::new(&client_ca)
+        .with_context(|| format!("--client-ca-file `{}`", client_ca_file.display()))?;
+    let tls_config = tls::server_config(&cert_file, &key_file, &client_ca)?;
+
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(&args.data_dir.join("store.redb"))
+            .with_context(|| format!("opening the store in `{}`", args.data_dir.display()))?,
+    );
+    bootstrap_namespaces(store.as_ref()).await?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = AppState {
+        store: store.clone(),
+        x509: Arc::new(x509),
+        authorizer: Arc::new(Authorizer::new()),
+        metrics: Arc::new(Metrics::default()),
+        shutdown: stop_rx,
+    };
+    let app = server::router(state);
+    tracing::info!(address = %local, "serving");
+    if let Some(kubeconfig) = &generated.admin_kubeconfig {
+        println!(
+            "portcullis is serving on {server_url}; use it with: kubectl --kubeconfig {} get namespaces",
+            kubeconfig.display()
+        );
+    }
+    server::serve(listener, tls_config, app, shutdown_signal(), stop_tx).await?;
+    store.close().await.context("closing the store")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The namespaces kube-apiserver creates at start.
+async fn bootstrap_namespaces(store: &dyn Store) -> Result<()> {
+    let Some(ns) = portcullis_api::registry::lookup("", "v1", "namespaces") else {
+        bail!("namespaces are not registered");
+    };
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let obj = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": now,
+                         "labels": {"kubernetes.io/metadata.name": name}},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        });
+        match store
+            .txn(vec![TxnOp::Create {
+                key: ns.key(None, name),
+                value: serde_json::to_vec(&obj)?,
+            }])
+            .await
+        {
+            Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e).context("creating the default namespaces"),
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("received a termination signal");
+}

@@ -1,0 +1,15 @@
+//! portcullis: a security gateway for Kubernetes.
+//!
+//! The binary's library half: CLI, server wiring, storage backends, PKI bootstrap and
+//! configuration. Decisions live in the stage crates (`portcullis-authn`, `portcullis-authz`);
+//! this crate does the I/O around them and the API machinery (storage semantics, patches,
+//! tables, OpenAPI) kube-apiserver clients expect.
+
+pub mod cli;
+pub mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod server;
+pub mod storage;
+pub mod table;
+pub mod tls;

@@ -1,0 +1,187 @@
+//! Storage backends behind one [`Store`] trait with Kubernetes semantics.
+//!
+//! The trait is shaped after etcd v3, which kube-apiserver stores in: a flat ordered key space
+//! (`/registry/<resource>/<namespace>/<name>`), one global revision that every write increments,
+//! each key carrying the revision of its last change (the object's `resourceVersion`),
+//! transactions whose operations can demand the current revision of a key (so a stale update is
+//! a conflict), and watches that resume from a revision. Objects are JSON bytes; the
+//! `resourceVersion` is not stored inside them but set from the key's revision when read.
+//!
+//! Backends: [`embedded`] (redb, a single-file ACID store; the default). An etcd backend plugs in
+//! here later.
+
+pub mod embedded;
+mod watch;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use watch::WatchStream;
+
+/// One stored key with its value and the revision of its last change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The storage key.
+    pub key: String,
+    /// The object, as JSON without `metadata.resourceVersion`.
+    pub value: Arc<[u8]>,
+    /// The revision of the last write to this key.
+    pub mod_revision: u64,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    /// Matching keys in key order.
+    pub items: Vec<KeyValue>,
+    /// The store revision the page was read at.
+    pub revision: u64,
+    /// Whether more matching keys follow the last item.
+    pub more: bool,
+}
+
+/// One write inside a transaction.
+#[derive(Clone, Debug)]
+pub enum TxnOp {
+    /// Create a key that must not exist.
+    Create {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Replace a key that must exist, optionally at an exact revision.
+    Update {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// The revision the key must have, if any.
+        expect: Option<u64>,
+    },
+    /// Delete a key that must exist, optionally at an exact revision.
+    Delete {
+        /// Key.
+        key: String,
+        /// The revision the key must have, if any.
+        expect: Option<u64>,
+    },
+    /// Delete every key under a prefix (nothing to delete is fine).
+    DeletePrefix {
+        /// Prefix; must end in `/`.
+        prefix: String,
+    },
+}
+
+/// What a committed transaction did.
+#[derive(Clone, Debug)]
+pub struct TxnResult {
+    /// The revision of the transaction's writes (unchanged when it wrote nothing).
+    pub revision: u64,
+    /// For each op, the previous values it replaced or deleted.
+    pub previous: Vec<Vec<KeyValue>>,
+}
+
+/// The kind of change a watch event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A key was created.
+    Added,
+    /// A key was updated.
+    Modified,
+    /// A key was deleted; the event carries the last value.
+    Deleted,
+}
+
+/// One change, as watches see it.
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The key.
+    pub key: String,
+    /// The new value, or the last value for a delete.
+    pub value: Arc<[u8]>,
+    /// The revision of the change.
+    pub revision: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A create met an existing key.
+    #[error("key `{0}` already exists")]
+    AlreadyExists(String),
+    /// An update or delete met no key.
+    #[error("key `{0}` not found")]
+    NotFound(String),
+    /// An update or delete expected another revision.
+    #[error("key `{key}` is at revision {actual}, not {expected}")]
+    Conflict {
+        /// Key.
+        key: String,
+        /// The revision the caller expected.
+        expected: u64,
+        /// The revision the key has.
+        actual: u64,
+    },
+    /// A watch asked for history the store no longer holds.
+    #[error("too old resource version: {requested} ({oldest})")]
+    Gone {
+        /// Revision asked for.
+        requested: u64,
+        /// Oldest revision still available.
+        oldest: u64,
+    },
+    /// A watch asked for a revision in the future.
+    #[error("resource version {requested} is newer than the store's revision {current}")]
+    Future {
+        /// Revision asked for.
+        requested: u64,
+        /// Current revision.
+        current: u64,
+    },
+    /// The watcher fell too far behind and was dropped; clients re-list.
+    #[error("watcher fell behind and was closed")]
+    Lagged,
+    /// The backend failed.
+    #[error("storage backend error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A key filter applied while listing (label and field selectors are evaluated here).
+pub type Filter<'a> = &'a (dyn Fn(&KeyValue) -> bool + Send + Sync);
+
+/// A Kubernetes-style key-value store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Lists keys under `prefix` (ending in `/`) in key order, starting after `start_after`,
+    /// keeping those `filter` accepts, at most `limit` of them (0 means no limit).
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        filter: Filter<'_>,
+    ) -> Result<ListPage, StoreError>;
+
+    /// Applies every op atomically, or none: the first failing condition aborts the whole
+    /// transaction with its error. A transaction that changes something takes one new revision.
+    async fn txn(&self, ops: Vec<TxnOp>) -> Result<TxnResult, StoreError>;
+
+    /// Watches keys under `prefix`, delivering every change with a revision above `after`.
+    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StoreError>;
+
+    /// The current revision.
+    async fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Flushes and closes; later calls may fail.
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests;
