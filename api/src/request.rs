@@ -140,15 +140,15 @@ impl RequestInfo {
             }
         }
 
-        if cur.first().map(String::as_str) == Some("namespaces") {
-            if let Some(ns) = cur.get(1) {
-                info.namespace = ns.clone();
-                if let Some(third) = cur.get(2)
-                    && third != "status"
-                    && third != "finalize"
-                {
-                    cur = cur.get(2..).unwrap_or_default();
-                }
+        if cur.first().map(String::as_str) == Some("namespaces")
+            && let Some(ns) = cur.get(1)
+        {
+            info.namespace = ns.clone();
+            if let Some(third) = cur.get(2)
+                && third != "status"
+                && third != "finalize"
+            {
+                cur = cur.get(2..).unwrap_or_default();
             }
         }
 
@@ -258,7 +258,7 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 fn decode(s: &str, plus_is_space: bool) -> Option<String> {
-    if !s.contains('%') && !(plus_is_space && s.contains('+')) {
+    if !(s.contains('%') || plus_is_space && s.contains('+')) {
         return Some(s.to_owned());
     }
     let bytes = s.as_bytes();

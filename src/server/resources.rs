@@ -605,7 +605,7 @@ async fn update(ctx: &Ctx, req: Request) -> ApiResult {
             ));
         }
         if ctx.req.subresource == "scale" {
-            return Ok(apply_scale(resource, cur, &new)?);
+            return apply_scale(resource, cur, &new);
         }
         Ok(new.clone())
     })
@@ -656,7 +656,7 @@ async fn patch_object(ctx: &Ctx, req: Request) -> ApiResult {
             ));
         }
         if ctx.req.subresource == "scale" {
-            return Ok(apply_scale(resource, cur, &patched)?);
+            return apply_scale(resource, cur, &patched);
         }
         if name_of(&patched) != ctx.req.name {
             return Err(Status::bad_request(

@@ -68,7 +68,7 @@ fn now() -> UnixTime {
 #[test]
 fn maps_common_name_to_user_and_organizations_to_groups() {
     let ca = ca("ca");
-    let auth = X509Authenticator::new(&[ca.der.clone()]).unwrap();
+    let auth = X509Authenticator::new(std::slice::from_ref(&ca.der)).unwrap();
     let cert = leaf(
         &ca,
         "alice",
@@ -87,7 +87,7 @@ fn maps_common_name_to_user_and_organizations_to_groups() {
 #[test]
 fn accepts_a_leaf_without_extended_key_usage() {
     let ca = ca("ca");
-    let auth = X509Authenticator::new(&[ca.der.clone()]).unwrap();
+    let auth = X509Authenticator::new(std::slice::from_ref(&ca.der)).unwrap();
     let cert = leaf(&ca, "bob", &[], None);
     assert!(
         matches!(auth.authenticate(&[cert], now()).unwrap(), Authenticated::User(u) if u.username == "bob")
@@ -97,7 +97,7 @@ fn accepts_a_leaf_without_extended_key_usage() {
 #[test]
 fn rejects_a_leaf_whose_key_usage_lacks_client_auth() {
     let ca = ca("ca");
-    let auth = X509Authenticator::new(&[ca.der.clone()]).unwrap();
+    let auth = X509Authenticator::new(std::slice::from_ref(&ca.der)).unwrap();
     let cert = leaf(&ca, "srv", &[], Some(ExtendedKeyUsagePurpose::ServerAuth));
     assert!(matches!(
         auth.authenticate(&[cert], now()),
@@ -109,7 +109,7 @@ fn rejects_a_leaf_whose_key_usage_lacks_client_auth() {
 fn rejects_a_certificate_from_another_ca() {
     let trusted = ca("trusted");
     let other = ca("other");
-    let auth = X509Authenticator::new(&[trusted.der.clone()]).unwrap();
+    let auth = X509Authenticator::new(std::slice::from_ref(&trusted.der)).unwrap();
     let cert = leaf(&other, "mallory", &["system:masters"], None);
     let err = auth.authenticate(&[cert], now()).unwrap_err();
     assert!(
@@ -121,7 +121,7 @@ fn rejects_a_certificate_from_another_ca() {
 #[test]
 fn rejects_an_expired_certificate() {
     let ca = ca("ca");
-    let auth = X509Authenticator::new(&[ca.der.clone()]).unwrap();
+    let auth = X509Authenticator::new(std::slice::from_ref(&ca.der)).unwrap();
     let cert = leaf_with(&ca, "alice", &[], None, |p| {
         p.not_before = rcgen::date_time_ymd(2000, 1, 1);
         p.not_after = rcgen::date_time_ymd(2001, 1, 1);
@@ -135,7 +135,7 @@ fn rejects_an_expired_certificate() {
 #[test]
 fn empty_common_name_is_not_authenticated() {
     let ca = ca("ca");
-    let auth = X509Authenticator::new(&[ca.der.clone()]).unwrap();
+    let auth = X509Authenticator::new(std::slice::from_ref(&ca.der)).unwrap();
     let cert = leaf(&ca, "", &["system:masters"], None);
     assert_eq!(
         auth.authenticate(&[cert], now()).unwrap(),
@@ -156,7 +156,7 @@ fn no_certificate_is_not_attempted() {
 #[test]
 fn a_common_name_that_looks_like_a_subject_stays_a_name() {
     let ca = ca("ca");
-    let auth = X509Authenticator::new(&[ca.der.clone()]).unwrap();
+    let auth = X509Authenticator::new(std::slice::from_ref(&ca.der)).unwrap();
     let cert = leaf(&ca, "eve, O=system:masters", &[], None);
     let Authenticated::User(user) = auth.authenticate(&[cert], now()).unwrap() else {
         panic!("expected a user");
