@@ -77,17 +77,17 @@ impl Default for Metrics {
         let inflight = Gauge::default();
         registry.register(
             "apiserver_request",
-            "Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.",
+            "Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code",
             requests.clone(),
         );
         registry.register(
             "apiserver_request_duration_seconds",
-            "Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.",
+            "Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component",
             durations.clone(),
         );
         registry.register(
             "apiserver_current_inflight_requests",
-            "Number of requests currently being served.",
+            "Number of requests currently being served",
             inflight.clone(),
         );
         Metrics {

@@ -1,7 +1,7 @@
 //! The HTTPS server: accept loop, connection limits, graceful shutdown, and the request pipeline.
 //!
 //! [`router`] builds the pipeline in the order DESIGN.md gives, so reading it is reading the
-//! request path: metrics → request attributes → authentication → authorization → handler
+//! request path: request attributes → metrics → authentication → authorization → handler
 //! (discovery, OpenAPI, health, or the resource handlers over the store).
 
 mod body;
@@ -57,8 +57,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(resources::handle)
         .layer(from_fn_with_state(state.clone(), filters::authorize))
         .layer(from_fn_with_state(state.clone(), filters::authenticate))
-        .layer(from_fn(filters::request_info))
         .layer(from_fn_with_state(state.clone(), filters::observe))
+        .layer(from_fn(filters::request_info))
         .with_state(state)
 }
 
