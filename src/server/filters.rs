@@ -112,6 +112,15 @@ pub(super) async fn authenticate(
             return status_response(&Status::unauthorized());
         }
     };
+    // Impersonation is not implemented yet. Acting as the caller instead of the requested user
+    // would silently answer a different question, so such requests are refused.
+    if req
+        .headers()
+        .keys()
+        .any(|h| h.as_str().starts_with("impersonate-"))
+    {
+        return status_response(&Status::forbidden_impersonation(&user.username));
+    }
     req.extensions_mut().insert(user);
     next.run(req).await
 }
