@@ -13,7 +13,11 @@ use serde_json::Value;
 pub(super) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Media types a create or update body may have.
-pub(super) const OBJECT_MEDIA_TYPES: &[&str] = &["application/json", "application/yaml"];
+pub(super) const OBJECT_MEDIA_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    super::protobuf::MEDIA_TYPE,
+];
 
 /// A `Status` failure as an error value handlers can return with `?`.
 #[derive(Debug)]
@@ -90,6 +94,24 @@ pub(super) fn decode_object(media: &str, bytes: &[u8]) -> ApiResult<Value> {
             .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_saphyr::from_slice(bytes)
             .map_err(|e| Status::bad_request(format!("the request body is not valid YAML: {e}")))?,
+        super::protobuf::MEDIA_TYPE => {
+            let decoded = super::protobuf::decode(bytes).map_err(|e| {
+                Status::bad_request(format!("the request body is not valid protobuf: {e}"))
+            })?;
+            // Field numbers the schema does not know cannot be carried over to JSON; refusing
+            // them keeps "nothing unknown is dropped silently" for protobuf bodies too.
+            if !decoded.unknown_fields.is_empty() {
+                return Err(Status::bad_request(format!(
+                    "{} in version {:?} cannot be handled as a {}: strict decoding error: unknown fields {}",
+                    decoded.kind,
+                    decoded.api_version,
+                    decoded.kind,
+                    decoded.unknown_fields.join(", ")
+                ))
+                .into());
+            }
+            decoded.object
+        }
         other => return Err(Status::unsupported_media_type(other, OBJECT_MEDIA_TYPES).into()),
     };
     if !value.is_object() {

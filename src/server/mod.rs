@@ -9,6 +9,7 @@ mod discovery;
 mod filters;
 mod metrics;
 mod objects;
+mod protobuf;
 mod resources;
 mod selectors;
 mod watch;
