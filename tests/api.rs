@@ -161,6 +161,20 @@ async fn lists_page_with_continue_and_filter_by_labels() {
     assert_eq!(odd["items"].as_array().unwrap().len(), 2);
     let (_, named) = get_json(&c, &format!("{base}?fieldSelector=metadata.name%3Dcm4")).await;
     assert_eq!(named["items"].as_array().unwrap().len(), 1);
+    let mut generated = Vec::new();
+    for _ in 0..2 {
+        let r = c
+            .post(&base)
+            .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        generated.push(v["metadata"]["name"].as_str().unwrap().to_owned());
+    }
+    assert!(generated.iter().all(|n| n.starts_with("gen-") && n.len() == 9), "{generated:?}");
+    assert_ne!(generated[0], generated[1]);
     let (code, bad) = get_json(&c, &format!("{base}?fieldSelector=spec.x%3D1")).await;
     assert_eq!(
         (code, bad["message"].as_str().unwrap()),

@@ -29,6 +29,8 @@ use crate::table::{self, IncludeObject};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a read-modify-write retries when another writer got in between.
 const MAX_RETRIES: usize = 8;
+/// How many names a `generateName` create tries before it reports the collision.
+const GENERATE_NAME_ATTEMPTS: usize = 8;
 
 /// Entry point for every path the fixed routes do not serve.
 pub(super) async fn handle(State(state): State<AppState>, req: Request) -> Response {
@@ -449,29 +451,22 @@ async fn create(ctx: &Ctx, headers: &HeaderMap, req: Request) -> ApiResult {
     let dry_run = ctx.dry_run()?;
     let (mut obj, warnings) = decode_body(ctx, req).await?;
     check_namespace(ctx, &mut obj)?;
-    let mut name = name_of(&obj).to_owned();
-    if name.is_empty() {
-        let generate = obj
-            .pointer("/metadata/generateName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if generate.is_empty() {
-            return Err(Status::invalid(
-                ctx.resource,
-                "",
-                &[FieldError::required(
-                    "metadata.name",
-                    "name or generateName is required",
-                )],
-            )
-            .into());
-        }
-        name = format!("{generate}{}", objects::name_suffix());
-        obj["metadata"]["name"] = name.clone().into();
-    }
-    let errors = objects::name_errors(ctx.resource, &name);
-    if !errors.is_empty() {
-        return Err(Status::invalid(ctx.resource, &name, &errors).into());
+    let given = name_of(&obj).to_owned();
+    let generate = obj
+        .pointer("/metadata/generateName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if given.is_empty() && generate.is_empty() {
+        return Err(Status::invalid(
+            ctx.resource,
+            "",
+            &[FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
+        )
+        .into());
     }
     if let Some(ns) = ctx.namespace() {
         let ns_resource = registry::lookup("", "v1", "namespaces")
@@ -488,25 +483,49 @@ async fn create(ctx: &Ctx, headers: &HeaderMap, req: Request) -> ApiResult {
         }
     }
     objects::prepare_create(ctx.resource, &mut obj, ctx.now);
-    if dry_run {
-        return Ok(with_warnings(
-            object_response(StatusCode::CREATED, &obj),
-            &warnings,
-        ));
-    }
-    let key = ctx.resource.key(ctx.namespace(), &name);
-    let result = ctx
-        .state
-        .store
-        .txn(vec![TxnOp::Create {
-            key,
-            value: stored_bytes(&obj),
-        }])
-        .await
-        .map_err(|e| match e {
-            StoreError::AlreadyExists(_) => Status::already_exists(ctx.resource, &name),
-            other => store_error(other),
-        })?;
+    // A generated name that collides is generated again, as kube-apiserver does
+    // (RetryGenerateName); a name the client chose collides only once.
+    let attempts = if given.is_empty() {
+        GENERATE_NAME_ATTEMPTS
+    } else {
+        1
+    };
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        let name = if given.is_empty() {
+            format!("{generate}{}", objects::name_suffix())
+        } else {
+            given.clone()
+        };
+        let errors = objects::name_errors(ctx.resource, &name);
+        if !errors.is_empty() {
+            return Err(Status::invalid(ctx.resource, &name, &errors).into());
+        }
+        obj["metadata"]["name"] = name.clone().into();
+        if dry_run {
+            return Ok(with_warnings(
+                object_response(StatusCode::CREATED, &obj),
+                &warnings,
+            ));
+        }
+        let created = ctx
+            .state
+            .store
+            .txn(vec![TxnOp::Create {
+                key: ctx.resource.key(ctx.namespace(), &name),
+                value: stored_bytes(&obj),
+            }])
+            .await;
+        match created {
+            Ok(r) => break r,
+            Err(StoreError::AlreadyExists(_)) if attempt < attempts => continue,
+            Err(StoreError::AlreadyExists(_)) => {
+                return Err(Status::already_exists(ctx.resource, &name).into());
+            }
+            Err(other) => return Err(store_error(other).into()),
+        }
+    };
     set_resource_version(&mut obj, result.revision);
     Ok(with_warnings(
         object_response(StatusCode::CREATED, &obj),
