@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_authn::X509Authenticator;
-use portcullis_authz::Authorizer;
 use serde_json::json;
 
 use crate::server::{self, AppState, Metrics};
@@ -169,12 +168,20 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("opening the store in `{}`", args.data_dir.display()))?,
     );
     bootstrap_namespaces(store.as_ref()).await?;
+    crate::rbac::bootstrap(store.as_ref())
+        .await
+        .context("creating the bootstrap RBAC policy")?;
+    let rbac = Arc::new(
+        crate::rbac::Rbac::load(store.as_ref())
+            .await
+            .context("loading RBAC")?,
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = AppState {
         store: store.clone(),
         x509: Arc::new(x509),
-        authorizer: Arc::new(Authorizer::new()),
+        rbac,
         metrics: Arc::new(Metrics::default()),
         shutdown: stop_rx,
     };

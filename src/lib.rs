@@ -9,6 +9,7 @@ pub mod cli;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod rbac;
 pub mod server;
 pub mod storage;
 pub mod table;

@@ -173,7 +173,12 @@ async fn lists_page_with_continue_and_filter_by_labels() {
         let v: Value = r.json().await.unwrap();
         generated.push(v["metadata"]["name"].as_str().unwrap().to_owned());
     }
-    assert!(generated.iter().all(|n| n.starts_with("gen-") && n.len() == 9), "{generated:?}");
+    assert!(
+        generated
+            .iter()
+            .all(|n| n.starts_with("gen-") && n.len() == 9),
+        "{generated:?}"
+    );
     assert_ne!(generated[0], generated[1]);
     let (code, bad) = get_json(&c, &format!("{base}?fieldSelector=spec.x%3D1")).await;
     assert_eq!(

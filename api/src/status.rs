@@ -353,6 +353,22 @@ impl Status {
         Self::failure(403, "Forbidden", message, Some(details))
     }
 
+    /// 403 `Forbidden` about an object, with a message built by the stage that refused it:
+    /// `roles.rbac.authorization.k8s.io "r" is forbidden: <message>`.
+    pub fn forbidden_with_message(resource: &Resource, name: &str, message: String) -> Self {
+        let target = if name.is_empty() {
+            resource.group_resource()
+        } else {
+            format!("{} {name:?}", resource.group_resource())
+        };
+        Self::failure(
+            403,
+            "Forbidden",
+            format!("{target} is forbidden: {message}"),
+            Self::object_details(resource, name),
+        )
+    }
+
     /// 403 `Forbidden` for a request carrying `Impersonate-*` headers, which this server does
     /// not honour yet.
     pub fn forbidden_impersonation(user: &str) -> Self {

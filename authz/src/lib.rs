@@ -6,9 +6,8 @@
 //! before admission.
 //!
 //! The chain follows kube-apiserver's: the superuser group `system:masters` is allowed everything,
-//! first, with an empty reason; then the configured authorizers. Until the RBAC engine lands no
-//! other authorizer exists, so every other request ends with no opinion, which the gateway turns
-//! into 403 Forbidden: the chain fails closed.
+//! first, with an empty reason; then RBAC ([`rbac`]). A request nobody allows ends with no
+//! opinion, which the gateway turns into 403 Forbidden: the chain fails closed.
 
 #![cfg_attr(
     not(test),
@@ -20,7 +19,11 @@
     )
 )]
 
-use portcullis_api::user::{SYSTEM_AUTHENTICATED, SYSTEM_MASTERS, SYSTEM_UNAUTHENTICATED};
+pub mod rbac;
+
+use std::sync::Arc;
+
+use portcullis_api::user::SYSTEM_MASTERS;
 use portcullis_api::{RequestInfo, UserInfo};
 
 /// The verdict of an authorizer, with the reason recorded in audit and shown in 403 bodies.
@@ -29,17 +32,17 @@ pub enum Decision {
     /// The request is allowed.
     Allow {
         /// Why (empty for the superuser group, as upstream).
-        reason: String,
+        reason: Arc<str>,
     },
     /// The request is denied; no later authorizer is asked.
     Deny {
         /// Why.
-        reason: String,
+        reason: Arc<str>,
     },
     /// This authorizer has no opinion; the chain asks the next one, and denies at the end.
     NoOpinion {
         /// Errors or notes met on the way; empty when none.
-        reason: String,
+        reason: Arc<str>,
     },
 }
 
@@ -59,44 +62,41 @@ impl Decision {
     }
 }
 
-/// The authorizer chain of the gateway.
+/// The authorizer chain of the gateway: the superuser group, then RBAC.
 #[derive(Clone, Debug, Default)]
 pub struct Authorizer {
-    _private: (),
+    rbac: Option<Arc<rbac::Snapshot>>,
 }
 
 impl Authorizer {
-    /// The chain with only the superuser authorizer.
+    /// The chain with only the superuser authorizer: everyone but `system:masters` is denied.
     pub fn new() -> Self {
         Authorizer::default()
+    }
+
+    /// The chain with the superuser authorizer followed by RBAC over `snapshot`.
+    pub fn with_rbac(snapshot: Arc<rbac::Snapshot>) -> Self {
+        Authorizer {
+            rbac: Some(snapshot),
+        }
+    }
+
+    /// The RBAC snapshot, when the chain has one.
+    pub fn rbac(&self) -> Option<&rbac::Snapshot> {
+        self.rbac.as_deref()
     }
 
     /// Decides whether `user` may perform the request described by `request`.
     pub fn authorize(&self, user: &UserInfo, request: &RequestInfo) -> Decision {
         if user.in_group(SYSTEM_MASTERS) {
-            return Decision::Allow {
-                reason: String::new(),
-            };
+            return Decision::Allow { reason: "".into() };
         }
-        // kube-apiserver's bootstrap binding `system:public-info-viewer` grants these paths to
-        // authenticated and unauthenticated callers alike.
-        if let RequestInfo::NonResource { verb, path } = request
-            && verb == "get"
-            && PUBLIC_INFO_PATHS.contains(&path.as_str())
-            && (user.in_group(SYSTEM_AUTHENTICATED) || user.in_group(SYSTEM_UNAUTHENTICATED))
-        {
-            return Decision::Allow {
-                reason: "public info paths are readable by everyone".to_owned(),
-            };
-        }
-        Decision::NoOpinion {
-            reason: String::new(),
+        match &self.rbac {
+            Some(rbac) => rbac.authorize(user, request),
+            None => Decision::NoOpinion { reason: "".into() },
         }
     }
 }
-
-/// The non-resource paths of the `system:public-info-viewer` bootstrap role.
-const PUBLIC_INFO_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
 #[cfg(test)]
 mod tests {
@@ -115,41 +115,12 @@ mod tests {
         };
         assert_eq!(
             Authorizer::new().authorize(&user, &request()),
-            Decision::Allow {
-                reason: String::new()
-            }
+            Decision::Allow { reason: "".into() }
         );
     }
 
     #[test]
-    fn health_and_version_are_public_but_metrics_is_not() {
-        let anon = UserInfo {
-            username: "system:anonymous".into(),
-            groups: vec!["system:unauthenticated".into()],
-            ..UserInfo::default()
-        };
-        let get = |p: &str| RequestInfo::parse("GET", p, None).unwrap();
-        assert!(
-            Authorizer::new()
-                .authorize(&anon, &get("/healthz"))
-                .is_allowed()
-        );
-        assert!(
-            Authorizer::new()
-                .authorize(&anon, &get("/version"))
-                .is_allowed()
-        );
-        assert!(
-            !Authorizer::new()
-                .authorize(&anon, &get("/metrics"))
-                .is_allowed()
-        );
-        let post = RequestInfo::parse("POST", "/healthz", None).unwrap();
-        assert!(!Authorizer::new().authorize(&anon, &post).is_allowed());
-    }
-
-    #[test]
-    fn anyone_else_gets_no_opinion_and_is_not_allowed() {
+    fn without_rbac_anyone_else_gets_no_opinion_and_is_not_allowed() {
         let user = UserInfo {
             username: "bob".into(),
             groups: vec!["system:authenticated".into(), "system:masters-not".into()],

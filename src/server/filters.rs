@@ -126,7 +126,13 @@ pub(super) async fn authenticate(
 }
 
 /// Authorizes the request; anything not allowed gets kube-apiserver's 403.
-pub(super) async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(super) async fn authorize(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    // One snapshot for the whole request: later stages (escalation checks, reviews) use it too.
+    let authorizer = state.rbac.authorizer();
     let (Some(user), Some(info)) = (
         req.extensions().get::<UserInfo>(),
         req.extensions().get::<RequestInfo>(),
@@ -136,13 +142,14 @@ pub(super) async fn authorize(State(state): State<AppState>, req: Request, next:
             "request reached authorization unauthenticated",
         ));
     };
-    let decision = state.authorizer.authorize(user, info);
-    if decision.is_allowed() {
-        return next.run(req).await;
+    let decision = authorizer.authorize(user, info);
+    if !decision.is_allowed() {
+        return status_response(&Status::forbidden_request(
+            &user.username,
+            info,
+            decision.reason(),
+        ));
     }
-    status_response(&Status::forbidden_request(
-        &user.username,
-        info,
-        decision.reason(),
-    ))
+    req.extensions_mut().insert(authorizer);
+    next.run(req).await
 }

@@ -10,6 +10,7 @@ mod filters;
 mod metrics;
 mod objects;
 mod protobuf;
+mod rbac_writes;
 mod resources;
 mod selectors;
 mod watch;
@@ -24,13 +25,13 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use portcullis_authn::X509Authenticator;
-use portcullis_authz::Authorizer;
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::rbac::Rbac;
 use crate::storage::Store;
 
 pub use metrics::Metrics;
@@ -43,8 +44,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Client-certificate authenticator.
     pub x509: Arc<X509Authenticator>,
-    /// The authorizer chain.
-    pub authorizer: Arc<Authorizer>,
+    /// RBAC: the authorizer in force and its rebuilds.
+    pub rbac: Arc<Rbac>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
     /// Turns true when the server begins shutting down; long-running watches end on it.

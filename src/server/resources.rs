@@ -1,6 +1,7 @@
 //! The resource handlers: get, list, watch, create, update, patch, delete and deletecollection
 //! over the store, with kube-apiserver's semantics and error shapes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -11,7 +12,8 @@ use jiff::Timestamp;
 use portcullis_api::registry::{self, RESOURCES};
 use portcullis_api::request::Query;
 use portcullis_api::status::FieldError;
-use portcullis_api::{RequestInfo, Resource, ResourceRequest, Status};
+use portcullis_api::{RequestInfo, Resource, ResourceRequest, Status, UserInfo};
+use portcullis_authz::Authorizer;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -20,6 +22,7 @@ use super::body::{
     read_body,
 };
 use super::objects::{self, FieldValidation};
+use super::rbac_writes;
 use super::selectors::{FieldSelector, LabelSelector};
 use crate::patch::{self, PatchType};
 use crate::storage::{KeyValue, StoreError, TxnOp};
@@ -40,7 +43,7 @@ pub(super) async fn handle(State(state): State<AppState>, req: Request) -> Respo
     };
     let query = Query::parse(req.uri().query().unwrap_or(""));
     if r.verb == "watch" {
-        return super::watch::handle(state, r, query, req.headers().clone())
+        return super::watch::handle(state, r, query, req)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
@@ -65,6 +68,8 @@ pub(super) async fn handle(State(state): State<AppState>, req: Request) -> Respo
 /// Everything a handler needs about one request.
 pub(super) struct Ctx {
     pub(super) state: AppState,
+    pub(super) user: UserInfo,
+    pub(super) authorizer: Arc<Authorizer>,
     pub(super) resource: &'static Resource,
     pub(super) req: ResourceRequest,
     pub(super) query: Query,
@@ -110,15 +115,23 @@ pub(super) async fn dispatch(
     req: Request,
 ) -> ApiResult {
     let resource = resolve(&r)?;
+    let user = req.extensions().get::<UserInfo>().cloned();
+    let authorizer = req.extensions().get::<Arc<Authorizer>>().cloned();
+    let (Some(user), Some(authorizer)) = (user, authorizer) else {
+        // The pipeline always sets both; fail closed if it ever does not.
+        return Err(Status::internal("request reached a handler unauthorized").into());
+    };
     let ctx = Ctx {
         state,
+        user,
+        authorizer,
         resource,
         req: r,
         query,
         now: Timestamp::now(),
     };
     let headers = req.headers().clone();
-    match ctx.req.verb.as_str() {
+    let result = match ctx.req.verb.as_str() {
         "get" => get(&ctx, &headers).await,
         "list" => list(&ctx, &headers).await,
         "create" if ctx.req.name.is_empty() => create(&ctx, &headers, req).await,
@@ -127,7 +140,21 @@ pub(super) async fn dispatch(
         "delete" => delete(&ctx, req).await,
         "deletecollection" => delete_collection(&ctx, &headers).await,
         _ => Err(Status::method_not_allowed().into()),
+    };
+    // An RBAC write (or a namespace deletion, which removes roles and bindings) is in force for
+    // the very next request: the snapshot is rebuilt before the write is answered.
+    let writes = !matches!(ctx.req.verb.as_str(), "get" | "list" | "watch");
+    if writes
+        && (rbac_writes::is_rbac(resource) || resource.plural == "namespaces")
+        && result.as_ref().is_ok_and(|r| r.status().is_success())
+        && !ctx.dry_run().unwrap_or(true)
+    {
+        ctx.state
+            .rbac
+            .changed(ctx.state.store.as_ref(), resource.plural == "clusterroles")
+            .await;
     }
+    result
 }
 
 /// Finds the served resource and checks scope, subresource and path segments.
@@ -483,6 +510,18 @@ async fn create(ctx: &Ctx, headers: &HeaderMap, req: Request) -> ApiResult {
         }
     }
     objects::prepare_create(ctx.resource, &mut obj, ctx.now);
+    if rbac_writes::is_rbac(ctx.resource) {
+        rbac_writes::validate(ctx.resource, &obj, None)?;
+        rbac_writes::check_escalation(
+            ctx.state.store.as_ref(),
+            &ctx.authorizer,
+            &ctx.user,
+            ctx.resource,
+            &obj,
+            None,
+        )
+        .await?;
+    }
     // A generated name that collides is generated again, as kube-apiserver does
     // (RetryGenerateName); a name the client chose collides only once.
     let attempts = if given.is_empty() {
@@ -546,6 +585,21 @@ async fn read_modify_write(
         let mut new = compute(&cur, rev)?;
         objects::prepare_update(ctx.resource, &cur, &mut new, &ctx.req.subresource);
         set_resource_version(&mut new, rev);
+        if new == cur {
+            return Ok(with_warnings(respond_object(ctx, cur), &warnings));
+        }
+        if rbac_writes::is_rbac(ctx.resource) {
+            rbac_writes::validate(ctx.resource, &new, Some(&cur))?;
+            rbac_writes::check_escalation(
+                ctx.state.store.as_ref(),
+                &ctx.authorizer,
+                &ctx.user,
+                ctx.resource,
+                &new,
+                Some(&cur),
+            )
+            .await?;
+        }
         if new == cur {
             return Ok(with_warnings(respond_object(ctx, cur), &warnings));
         }

@@ -10,12 +10,16 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use jiff::Timestamp;
 use portcullis_api::request::Query;
-use portcullis_api::{ResourceRequest, Status};
+use portcullis_api::{ResourceRequest, Status, UserInfo};
+use portcullis_authz::Authorizer;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -31,16 +35,23 @@ pub(super) async fn handle(
     state: AppState,
     r: ResourceRequest,
     query: Query,
-    headers: HeaderMap,
+    req: Request,
 ) -> ApiResult {
     let resource = resolve(&r)?;
-    let rendering = negotiate(&headers)?;
+    let rendering = negotiate(req.headers())?;
+    let user = req.extensions().get::<UserInfo>().cloned();
+    let authorizer = req.extensions().get::<Arc<Authorizer>>().cloned();
+    let (Some(user), Some(authorizer)) = (user, authorizer) else {
+        return Err(Status::internal("request reached a handler unauthorized").into());
+    };
     let include =
         IncludeObject::from_param(query.get("includeObject").unwrap_or("")).ok_or_else(|| {
             Status::bad_request("includeObject must be one of None, Metadata or Object")
         })?;
     let ctx = Ctx {
         state,
+        user,
+        authorizer,
         resource,
         req: r,
         query,

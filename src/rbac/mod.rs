@@ -1,0 +1,363 @@
+//! RBAC at the gateway's edge: loading RBAC objects from the store into an authorizer snapshot,
+//! swapping it atomically after every RBAC write, creating the bootstrap policy, and running the
+//! ClusterRole aggregation controller.
+//!
+//! The decision logic is `portcullis-authz`'s; this module only does the I/O around it. Every
+//! RBAC write through the API rebuilds the snapshot before the write is answered, so the very next
+//! request sees it.
+
+pub mod bootstrap;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use portcullis_api::registry;
+use portcullis_authz::Authorizer;
+use portcullis_authz::rbac::{Policy, PolicyRule, Snapshot};
+use serde_json::{Value, json};
+
+use crate::storage::{KeyValue, Store, StoreError, TxnOp};
+
+/// The annotation that opts a bootstrap object into reconciliation on restart.
+const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
+
+/// The live authorizer and the lock that orders rebuilds.
+#[derive(Debug)]
+pub struct Rbac {
+    current: ArcSwap<Authorizer>,
+    rebuild: tokio::sync::Mutex<()>,
+}
+
+impl Rbac {
+    /// Loads the RBAC objects of `store` into a first snapshot.
+    pub async fn load(store: &dyn Store) -> Result<Rbac> {
+        let rbac = Rbac {
+            current: ArcSwap::from_pointee(Authorizer::new()),
+            rebuild: tokio::sync::Mutex::new(()),
+        };
+        rbac.refresh(store).await?;
+        Ok(rbac)
+    }
+
+    /// The authorizer in force; a request holds on to it from start to end.
+    pub fn authorizer(&self) -> Arc<Authorizer> {
+        self.current.load_full()
+    }
+
+    /// Re-reads every RBAC object and swaps in a new snapshot. On failure the old snapshot stays.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<()> {
+        let _guard = self.rebuild.lock().await;
+        let policy = read_policy(store).await?;
+        let snapshot = Snapshot::build(&policy);
+        tracing::debug!(bindings = snapshot.binding_count(), "RBAC snapshot rebuilt");
+        self.current
+            .store(Arc::new(Authorizer::with_rbac(Arc::new(snapshot))));
+        Ok(())
+    }
+
+    /// Called after a write to an RBAC object (or a namespace): aggregates ClusterRoles when a
+    /// ClusterRole changed, then rebuilds the snapshot.
+    pub async fn changed(&self, store: &dyn Store, cluster_roles_changed: bool) {
+        if cluster_roles_changed && let Err(e) = aggregate(store).await {
+            tracing::error!(error = %format!("{e:#}"), "ClusterRole aggregation failed");
+        }
+        if let Err(e) = self.refresh(store).await {
+            tracing::error!(error = %format!("{e:#}"), "RBAC snapshot rebuild failed; the previous one stays in force");
+        }
+    }
+}
+
+async fn list_all(store: &dyn Store, plural: &str) -> Result<Vec<KeyValue>> {
+    let resource = registry::lookup("rbac.authorization.k8s.io", "v1", plural)
+        .with_context(|| format!("{plural} are not registered"))?;
+    let all = |_: &KeyValue| true;
+    Ok(store
+        .list(&resource.key_prefix(None), None, 0, &all)
+        .await
+        .with_context(|| format!("listing {plural}"))?
+        .items)
+}
+
+fn parse_all<T: serde::de::DeserializeOwned>(items: &[KeyValue]) -> Vec<T> {
+    items
+        .iter()
+        .filter_map(|kv| match serde_json::from_slice(&kv.value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // Stored objects were validated on write; an unreadable one grants nothing.
+                tracing::error!(key = %kv.key, error = %e, "unreadable RBAC object ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Reads every RBAC object of the store.
+pub async fn read_policy(store: &dyn Store) -> Result<Policy> {
+    Ok(Policy {
+        cluster_roles: parse_all(&list_all(store, "clusterroles").await?),
+        roles: parse_all(&list_all(store, "roles").await?),
+        cluster_role_bindings: parse_all(&list_all(store, "clusterrolebindings").await?),
+        role_bindings: parse_all(&list_all(store, "rolebindings").await?),
+    })
+}
+
+/// Creates the bootstrap ClusterRoles and ClusterRoleBindings that are missing, and reconciles the
+/// others unless they are annotated `autoupdate: "false"`: missing rules, subjects, labels and
+/// annotations are added back, as kube-apiserver does on every start.
+pub async fn bootstrap(store: &dyn Store) -> Result<()> {
+    let policy = bootstrap::policy().context("reading the built-in bootstrap policy")?;
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for (plural, objects) in [
+        ("clusterroles", &policy.cluster_roles),
+        ("clusterrolebindings", &policy.cluster_role_bindings),
+    ] {
+        let resource = registry::lookup("rbac.authorization.k8s.io", "v1", plural)
+            .with_context(|| format!("{plural} are not registered"))?;
+        for wanted in objects {
+            let name = wanted["metadata"]["name"].as_str().unwrap_or_default();
+            let key = resource.key(None, name);
+            match store.get(&key).await? {
+                None => {
+                    let mut obj = wanted.clone();
+                    obj["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
+                    obj["metadata"]["creationTimestamp"] = now.clone().into();
+                    match store
+                        .txn(vec![TxnOp::Create {
+                            key,
+                            value: serde_json::to_vec(&obj)?,
+                        }])
+                        .await
+                    {
+                        Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("creating {plural} `{name}`"));
+                        }
+                    }
+                }
+                Some(kv) => {
+                    let current: Value = serde_json::from_slice(&kv.value)?;
+                    // Only an explicit "false" opts out, as upstream.
+                    if current["metadata"]["annotations"][AUTOUPDATE] == "false" {
+                        continue;
+                    }
+                    if let Some(updated) = reconcile(&current, wanted) {
+                        match store
+                            .txn(vec![TxnOp::Update {
+                                key,
+                                value: serde_json::to_vec(&updated)?,
+                                expect: Some(kv.mod_revision),
+                            }])
+                            .await
+                        {
+                            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                            Err(e) => {
+                                return Err(e)
+                                    .with_context(|| format!("reconciling {plural} `{name}`"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    aggregate(store).await
+}
+
+/// Adds the bootstrap object's missing rules, subjects, labels and annotations to `current`;
+/// `None` when nothing is missing.
+fn reconcile(current: &Value, wanted: &Value) -> Option<Value> {
+    let mut out = current.clone();
+    let mut changed = false;
+    for field in ["rules", "subjects"] {
+        let Some(want) = wanted.get(field).and_then(Value::as_array) else {
+            continue;
+        };
+        let mut have = current
+            .get(field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for item in want {
+            if !have.contains(item) {
+                have.push(item.clone());
+                changed = true;
+            }
+        }
+        out[field] = Value::Array(have);
+    }
+    for meta in ["labels", "annotations"] {
+        if let Some(want) = wanted["metadata"][meta].as_object() {
+            for (k, v) in want {
+                // Values already on the object win; only missing keys are added.
+                if out["metadata"][meta].get(k).is_none() {
+                    if !out["metadata"][meta].is_object() {
+                        out["metadata"][meta] = json!({});
+                    }
+                    out["metadata"][meta][k] = v.clone();
+                    changed = true;
+                }
+            }
+        }
+    }
+    if wanted.get("aggregationRule").is_some()
+        && current.get("aggregationRule") != wanted.get("aggregationRule")
+    {
+        out["aggregationRule"] = wanted["aggregationRule"].clone();
+        changed = true;
+    }
+    changed.then_some(out)
+}
+
+/// The aggregation controller: sets the rules of every ClusterRole with an `aggregationRule` to
+/// the union of the rules of the ClusterRoles its selectors match (itself excluded), visited by
+/// name, exact duplicates removed. Repeats until nothing changes, so chains converge.
+pub async fn aggregate(store: &dyn Store) -> Result<()> {
+    let resource = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        .context("clusterroles are not registered")?;
+    for _round in 0..16 {
+        let items = list_all(store, "clusterroles").await?;
+        let roles: Vec<(KeyValue, Value)> = items
+            .into_iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok().map(|v| (kv, v)))
+            .collect();
+        let mut ops = Vec::new();
+        for (kv, role) in &roles {
+            let Some(selectors) = role
+                .pointer("/aggregationRule/clusterRoleSelectors")
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            let name = role["metadata"]["name"].as_str().unwrap_or_default();
+            let mut rules: Vec<Value> = Vec::new();
+            // `roles` is in key order, which is name order.
+            for (_, other) in &roles {
+                if other["metadata"]["name"].as_str() == Some(name) {
+                    continue;
+                }
+                let labels = other.pointer("/metadata/labels");
+                if !selectors.iter().any(|s| selector_matches(s, labels)) {
+                    continue;
+                }
+                for rule in other
+                    .get("rules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if !rules.contains(rule) {
+                        rules.push(rule.clone());
+                    }
+                }
+            }
+            let current = role
+                .get("rules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if current != rules {
+                let mut updated = role.clone();
+                updated["rules"] = Value::Array(rules);
+                ops.push(TxnOp::Update {
+                    key: resource.key(None, name),
+                    value: serde_json::to_vec(&updated)?,
+                    expect: Some(kv.mod_revision),
+                });
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        match store.txn(ops).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e).context("writing aggregated ClusterRoles"),
+        }
+    }
+    tracing::warn!("ClusterRole aggregation did not settle after 16 rounds");
+    Ok(())
+}
+
+/// Whether a `LabelSelector` (matchLabels and matchExpressions) matches `labels`. An empty
+/// selector matches everything, as upstream's.
+pub fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let labels_ok = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.iter().all(|(k, v)| get(k) == v.as_str()));
+    let exprs_ok = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .is_none_or(|exprs| {
+            exprs.iter().all(|e| {
+                let key = e["key"].as_str().unwrap_or_default();
+                let values: Vec<&str> = e["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                match e["operator"].as_str() {
+                    Some("In") => get(key).is_some_and(|v| values.contains(&v)),
+                    Some("NotIn") => get(key).is_none_or(|v| !values.contains(&v)),
+                    Some("Exists") => get(key).is_some(),
+                    Some("DoesNotExist") => get(key).is_none(),
+                    // An unknown operator matches nothing: fail closed.
+                    _ => false,
+                }
+            })
+        });
+    labels_ok && exprs_ok
+}
+
+/// The rules of a stored role as the engine reads them (for escalation checks).
+pub fn rules_of(object: &Value) -> Vec<PolicyRule> {
+    object
+        .get("rules")
+        .cloned()
+        .and_then(|r| serde_json::from_value(r).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let labels = json!({"rbac.authorization.k8s.io/aggregate-to-view": "true", "tier": "a"});
+        assert!(selector_matches(
+            &json!({"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}}),
+            Some(&labels)
+        ));
+        assert!(!selector_matches(
+            &json!({"matchLabels": {"tier": "b"}}),
+            Some(&labels)
+        ));
+        assert!(selector_matches(
+            &json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}),
+            Some(&labels)
+        ));
+        assert!(!selector_matches(
+            &json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]}),
+            Some(&labels)
+        ));
+        assert!(selector_matches(&json!({}), None));
+    }
+
+    #[test]
+    fn reconcile_adds_missing_rules_and_keeps_extra_ones() {
+        let current = json!({"metadata": {"name": "x", "annotations": {AUTOUPDATE: "true"}}, "rules": [{"verbs": ["get"]}, {"verbs": ["extra"]}]});
+        let wanted = json!({"metadata": {"name": "x", "annotations": {AUTOUPDATE: "true"}}, "rules": [{"verbs": ["get"]}, {"verbs": ["list"]}]});
+        let out = reconcile(&current, &wanted).unwrap();
+        assert_eq!(
+            out["rules"],
+            json!([{"verbs": ["get"]}, {"verbs": ["extra"]}, {"verbs": ["list"]}])
+        );
+        assert!(reconcile(&out, &wanted).is_none());
+    }
+}
