@@ -54,7 +54,10 @@ async fn health_version_discovery_and_openapi() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["apps", "batch", "rbac.authorization.k8s.io"]);
+    assert_eq!(
+        names,
+        ["apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "rbac.authorization.k8s.io"]
+    );
     let (_, apps) = get_json(&c, &format!("{}/apis/apps/v1", gw.url)).await;
     let deploy = apps["resources"]
         .as_array()

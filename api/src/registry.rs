@@ -71,7 +71,8 @@ pub struct Resource {
     pub verbs: &'static [&'static str],
     /// Subresources served under each object.
     pub subresources: &'static [Subresource],
-    /// The first segment of the storage key after `/registry/`, as kube-apiserver lays it out.
+    /// The first segment of the storage key after `/registry/`, as kube-apiserver lays it out;
+    /// empty for resources that are computed, never stored (the review APIs).
     pub storage_prefix: &'static str,
 }
 
@@ -84,6 +85,11 @@ impl Resource {
     /// The kind of a list of these objects, e.g. `DeploymentList`.
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
+    }
+
+    /// Whether objects of this resource are stored (the review APIs are answered, not stored).
+    pub fn is_stored(&self) -> bool {
+        !self.storage_prefix.is_empty()
     }
 
     /// Whether the resource supports `verb`.
@@ -123,7 +129,14 @@ impl Resource {
 }
 
 /// The group-versions served, in the order discovery lists them.
-pub const GROUP_VERSIONS: &[GroupVersion] = &[CORE_V1, APPS_V1, BATCH_V1, RBAC_V1];
+pub const GROUP_VERSIONS: &[GroupVersion] = &[
+    CORE_V1,
+    APPS_V1,
+    AUTHENTICATION_V1,
+    AUTHORIZATION_V1,
+    BATCH_V1,
+    RBAC_V1,
+];
 
 /// The core (legacy) group, `v1`.
 pub const CORE_V1: GroupVersion = GroupVersion {
@@ -133,6 +146,16 @@ pub const CORE_V1: GroupVersion = GroupVersion {
 /// `apps/v1`.
 pub const APPS_V1: GroupVersion = GroupVersion {
     group: "apps",
+    version: "v1",
+};
+/// `authentication.k8s.io/v1`.
+pub const AUTHENTICATION_V1: GroupVersion = GroupVersion {
+    group: "authentication.k8s.io",
+    version: "v1",
+};
+/// `authorization.k8s.io/v1`.
+pub const AUTHORIZATION_V1: GroupVersion = GroupVersion {
+    group: "authorization.k8s.io",
     version: "v1",
 };
 /// `batch/v1`.
@@ -244,6 +267,28 @@ const CRUD: &[&str] = &[
     "watch",
 ];
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
+const CREATE: &[&str] = &["create"];
+
+const fn review(
+    gv: GroupVersion,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        gv,
+        kind,
+        plural,
+        singular,
+        short_names: &[],
+        categories: &[],
+        namespaced,
+        verbs: CREATE,
+        subresources: &[],
+        storage_prefix: "",
+    }
+}
 
 const fn status_of(kind: &'static str) -> Subresource {
     Subresource {
@@ -420,6 +465,41 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[scale(), status_of("StatefulSet")],
         storage_prefix: "statefulsets",
     },
+    review(
+        AUTHENTICATION_V1,
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+    ),
+    review(
+        AUTHORIZATION_V1,
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+    ),
+    review(
+        AUTHORIZATION_V1,
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+    ),
+    review(
+        AUTHORIZATION_V1,
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+    ),
+    review(
+        AUTHORIZATION_V1,
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+    ),
     Resource {
         gv: BATCH_V1,
         kind: "CronJob",

@@ -369,19 +369,6 @@ impl Status {
         )
     }
 
-    /// 403 `Forbidden` for a request carrying `Impersonate-*` headers, which this server does
-    /// not honour yet.
-    pub fn forbidden_impersonation(user: &str) -> Self {
-        Self::failure(
-            403,
-            "Forbidden",
-            format!(
-                "impersonation is not supported by this server: User {user:?} cannot act as another user"
-            ),
-            Some(StatusDetails::default()),
-        )
-    }
-
     /// 405 `MethodNotAllowed`.
     pub fn method_not_allowed() -> Self {
         Self::failure(

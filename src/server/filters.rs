@@ -112,17 +112,147 @@ pub(super) async fn authenticate(
             return status_response(&Status::unauthorized());
         }
     };
-    // Impersonation is not implemented yet. Acting as the caller instead of the requested user
-    // would silently answer a different question, so such requests are refused.
-    if req
-        .headers()
-        .keys()
-        .any(|h| h.as_str().starts_with("impersonate-"))
-    {
-        return status_response(&Status::forbidden_impersonation(&user.username));
-    }
+    let user = match impersonate(&state, &user, &mut req) {
+        Ok(u) => u,
+        Err(status) => return status_response(&status),
+    };
     req.extensions_mut().insert(user);
     next.run(req).await
+}
+
+/// Applies `Impersonate-*` headers as kube-apiserver's (legacy) impersonation filter does: each
+/// requested value is authorized for the *requesting* user with verb `impersonate`; the
+/// request then continues as the impersonated user, headers removed.
+fn impersonate(
+    state: &AppState,
+    requester: &UserInfo,
+    req: &mut Request,
+) -> Result<UserInfo, Status> {
+    let headers = req.headers();
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    };
+    let users = values("impersonate-user");
+    let groups = values("impersonate-group");
+    let uids = values("impersonate-uid");
+    let mut extra: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (name, value) in headers.iter() {
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-")
+            && let Ok(v) = value.to_str()
+        {
+            let key = portcullis_api::request::Query::parse(&format!("k={key}"))
+                .get("k")
+                .unwrap_or(key)
+                .to_owned();
+            extra.entry(key).or_default().push(v.to_owned());
+        }
+    }
+    if users.is_empty() {
+        if !groups.is_empty() || !uids.is_empty() || !extra.is_empty() {
+            let mut asked: Vec<String> = groups
+                .iter()
+                .map(|g| format!("Impersonate-Group={g}"))
+                .collect();
+            asked.extend(uids.iter().map(|u| format!("Impersonate-Uid={u}")));
+            asked.extend(extra.keys().map(|k| format!("Impersonate-Extra-{k}")));
+            return Err(Status::bad_request(format!(
+                "requested [{}] without impersonating a user",
+                asked.join(" ")
+            )));
+        }
+        return Ok(requester.clone());
+    }
+    if users.len() > 1 || uids.len() > 1 {
+        return Err(Status::bad_request(
+            "only one Impersonate-User and one Impersonate-Uid may be sent",
+        ));
+    }
+    let authorizer = state.rbac.authorizer();
+    let check = |group: &str,
+                 resource: &str,
+                 subresource: &str,
+                 namespace: &str,
+                 name: &str|
+     -> Result<(), Status> {
+        let attrs = RequestInfo::Resource(portcullis_api::ResourceRequest {
+            verb: "impersonate".into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            ..portcullis_api::ResourceRequest::default()
+        });
+        let d = authorizer.authorize(requester, &attrs);
+        if d.is_allowed() {
+            Ok(())
+        } else {
+            Err(Status::forbidden_request(
+                &requester.username,
+                &attrs,
+                d.reason(),
+            ))
+        }
+    };
+    let username = users.into_iter().next().unwrap_or_default();
+    let service_account = username
+        .strip_prefix(portcullis_authz::rbac::SERVICE_ACCOUNT_PREFIX)
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains(':'));
+    match service_account {
+        Some((ns, name)) => check("", "serviceaccounts", "", ns, name)?,
+        None => check("", "users", "", "", &username)?,
+    }
+    for g in &groups {
+        check("", "groups", "", "", g)?;
+    }
+    for (key, vals) in &extra {
+        for v in vals {
+            check("authentication.k8s.io", "userextras", key, "", v)?;
+        }
+    }
+    let uid = uids.into_iter().next().unwrap_or_default();
+    if !uid.is_empty() {
+        check("authentication.k8s.io", "uids", "", "", &uid)?;
+    }
+    let mut groups = groups;
+    if groups.is_empty()
+        && let Some((ns, _)) = service_account
+    {
+        groups = vec![
+            "system:serviceaccounts".to_owned(),
+            format!("system:serviceaccounts:{ns}"),
+        ];
+    }
+    let mut user = UserInfo {
+        username,
+        uid,
+        groups,
+        extra,
+    };
+    if user.username == SYSTEM_ANONYMOUS {
+        if !user.in_group(SYSTEM_UNAUTHENTICATED) {
+            user.groups.push(SYSTEM_UNAUTHENTICATED.to_owned());
+        }
+    } else {
+        user = user.with_authenticated_group();
+    }
+    let names: Vec<_> = req
+        .headers()
+        .keys()
+        .filter(|h| h.as_str().starts_with("impersonate-"))
+        .cloned()
+        .collect();
+    for h in names {
+        req.headers_mut().remove(h);
+    }
+    Ok(user)
 }
 
 /// Authorizes the request; anything not allowed gets kube-apiserver's 403.

@@ -12,6 +12,7 @@ mod objects;
 mod protobuf;
 mod rbac_writes;
 mod resources;
+mod reviews;
 mod selectors;
 mod watch;
 

@@ -7,7 +7,10 @@
 //! dropped.
 
 use jiff::Timestamp;
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, rbac::v1 as rbac};
+use k8s_openapi::api::{
+    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
+    core::v1 as core, rbac::v1 as rbac,
+};
 use portcullis_api::Resource;
 use portcullis_api::Status;
 use portcullis_api::status::FieldError;
@@ -66,6 +69,15 @@ pub(super) fn decode_strict(
         "ClusterRoleBinding" => roundtrip::<rbac::ClusterRoleBinding>(value, &mut unknown),
         "Role" => roundtrip::<rbac::Role>(value, &mut unknown),
         "RoleBinding" => roundtrip::<rbac::RoleBinding>(value, &mut unknown),
+        "SelfSubjectReview" => roundtrip::<authn::SelfSubjectReview>(value, &mut unknown),
+        "LocalSubjectAccessReview" => {
+            roundtrip::<authz::LocalSubjectAccessReview>(value, &mut unknown)
+        }
+        "SelfSubjectAccessReview" => {
+            roundtrip::<authz::SelfSubjectAccessReview>(value, &mut unknown)
+        }
+        "SelfSubjectRulesReview" => roundtrip::<authz::SelfSubjectRulesReview>(value, &mut unknown),
+        "SubjectAccessReview" => roundtrip::<authz::SubjectAccessReview>(value, &mut unknown),
         other => Err(format!("no type is registered for kind {other:?}")),
     };
     let kind = resource.kind;

@@ -105,6 +105,17 @@ impl Ctx {
     fn field_validation(&self) -> Result<FieldValidation, Status> {
         FieldValidation::parse(self.query.get("fieldValidation"))
     }
+
+    /// The `fieldValidation` parameter, or `default` when the client sent none.
+    pub(super) fn field_validation_or(
+        &self,
+        default: FieldValidation,
+    ) -> Result<FieldValidation, Status> {
+        match self.query.get("fieldValidation") {
+            None | Some("") => Ok(default),
+            v => FieldValidation::parse(v),
+        }
+    }
 }
 
 /// Resolves the resource and routes by verb.
@@ -131,6 +142,12 @@ pub(super) async fn dispatch(
         now: Timestamp::now(),
     };
     let headers = req.headers().clone();
+    if !resource.is_stored() {
+        return match ctx.req.verb.as_str() {
+            "create" if ctx.req.name.is_empty() => super::reviews::create(&ctx, req).await,
+            _ => Err(Status::method_not_allowed().into()),
+        };
+    }
     let result = match ctx.req.verb.as_str() {
         "get" => get(&ctx, &headers).await,
         "list" => list(&ctx, &headers).await,

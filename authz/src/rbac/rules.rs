@@ -17,8 +17,7 @@ pub fn rule_allows(rule: &PolicyRule, request: &RequestInfo) -> bool {
             verb_matches(rule, &r.verb)
                 && rule.api_groups.iter().any(|g| g == "*" || *g == r.group)
                 && resource_matches(rule, &r.resource, &r.subresource)
-                && (rule.resource_names.is_empty()
-                    || rule.resource_names.contains(&r.name))
+                && (rule.resource_names.is_empty() || rule.resource_names.contains(&r.name))
         }
         RequestInfo::NonResource { verb, path } => {
             verb_matches(rule, verb) && rule.non_resource_urls.iter().any(|u| url_matches(u, path))

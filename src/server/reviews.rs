@@ -1,0 +1,228 @@
+//! The review APIs: SelfSubjectAccessReview, SubjectAccessReview, LocalSubjectAccessReview,
+//! SelfSubjectRulesReview (`kubectl auth can-i`) and SelfSubjectReview (`kubectl auth whoami`).
+//!
+//! They are answered from the same authorizer snapshot the request itself was authorized with,
+//! never stored, and validated as upstream validates them.
+
+use std::collections::BTreeMap;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use portcullis_api::status::FieldError;
+use portcullis_api::{RequestInfo, ResourceRequest, Status, UserInfo};
+use portcullis_authz::Decision;
+use serde_json::{Value, json};
+
+use super::body::{ApiResult, decode_object, media_type, object_response, read_body};
+use super::objects::{self, FieldValidation};
+use super::resources::Ctx;
+
+/// Answers a create of a review resource.
+pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
+    let media = media_type(req.headers());
+    let bytes = read_body(req.into_body()).await?;
+    let body = decode_object(&media, &bytes)?;
+    let (api_version, kind) = (ctx.resource.api_version(), ctx.resource.kind);
+    if body.get("apiVersion").and_then(Value::as_str) != Some(api_version.as_str())
+        || body.get("kind").and_then(Value::as_str) != Some(kind)
+    {
+        return Err(Status::bad_request(format!("the body must be a {api_version} {kind}")).into());
+    }
+    let (mut review, _) = objects::decode_strict(
+        ctx.resource,
+        &body,
+        ctx.field_validation_or(FieldValidation::Strict)?,
+    )?;
+    let spec = review.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let status = match kind {
+        "SelfSubjectReview" => json!({"userInfo": user_info_json(&ctx.user)}),
+        "SelfSubjectRulesReview" => rules_review(ctx, &spec),
+        _ => access_review(ctx, kind, &spec, &mut review)?,
+    };
+    review["status"] = status;
+    if let Some(meta) = review.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("creationTimestamp".into(), Value::Null);
+    }
+    Ok(object_response(StatusCode::CREATED, &review))
+}
+
+fn user_info_json(user: &UserInfo) -> Value {
+    let mut v = json!({"username": user.username, "groups": user.groups});
+    if !user.uid.is_empty() {
+        v["uid"] = user.uid.clone().into();
+    }
+    if !user.extra.is_empty() {
+        v["extra"] = json!(user.extra);
+    }
+    v
+}
+
+/// SubjectAccessReview, LocalSubjectAccessReview and SelfSubjectAccessReview.
+fn access_review(ctx: &Ctx, kind: &str, spec: &Value, review: &mut Value) -> Result<Value, Status> {
+    let resource_attrs = spec.get("resourceAttributes").filter(|v| !v.is_null());
+    let non_resource = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
+    let name = review
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let invalid = |errors: Vec<FieldError>| Status::invalid(ctx.resource, &name, &errors);
+    let mut errors = Vec::new();
+    match (resource_attrs.is_some(), non_resource.is_some()) {
+        (true, true) => errors.push(FieldError::invalid(
+            "spec.nonResourceAttributes",
+            &non_resource.map(ToString::to_string).unwrap_or_default(),
+            "cannot be specified in combination with resourceAttributes",
+        )),
+        (false, false) => errors.push(FieldError::invalid(
+            "spec.resourceAttributes",
+            "null",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+        _ => {}
+    }
+    let user = match kind {
+        "SelfSubjectAccessReview" => ctx.user.clone(),
+        _ => {
+            let user = UserInfo {
+                username: spec["user"].as_str().unwrap_or("").to_owned(),
+                uid: spec["uid"].as_str().unwrap_or("").to_owned(),
+                groups: spec["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                extra: spec["extra"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| {
+                                let vals = v
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_owned)
+                                    .collect();
+                                (k.clone(), vals)
+                            })
+                            .collect::<BTreeMap<_, _>>()
+                    })
+                    .unwrap_or_default(),
+            };
+            if user.username.is_empty() && user.groups.is_empty() {
+                errors.push(FieldError::invalid(
+                    "spec.user",
+                    "",
+                    "at least one of user or group must be specified",
+                ));
+            }
+            user
+        }
+    };
+    if kind == "LocalSubjectAccessReview" {
+        if non_resource.is_some() {
+            errors.push(FieldError::invalid(
+                "spec.nonResourceAttributes",
+                &non_resource.map(ToString::to_string).unwrap_or_default(),
+                "disallowed on this kind of request",
+            ));
+        }
+        let ns = resource_attrs
+            .and_then(|r| r["namespace"].as_str())
+            .unwrap_or("");
+        if !ns.is_empty() && ns != ctx.req.namespace {
+            errors.push(FieldError::invalid(
+                "spec.resourceAttributes.namespace",
+                ns,
+                "must match metadata.namespace",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let request = if let Some(r) = resource_attrs {
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let namespace = if kind == "LocalSubjectAccessReview" {
+            ctx.req.namespace.clone()
+        } else {
+            s("namespace")
+        };
+        if kind == "LocalSubjectAccessReview" {
+            review["spec"]["resourceAttributes"]["namespace"] = namespace.clone().into();
+        }
+        RequestInfo::Resource(ResourceRequest {
+            verb: s("verb"),
+            group: s("group"),
+            version: s("version"),
+            resource: s("resource"),
+            subresource: s("subresource"),
+            namespace,
+            name: s("name"),
+            ..ResourceRequest::default()
+        })
+    } else {
+        let n = non_resource.cloned().unwrap_or_default();
+        RequestInfo::NonResource {
+            verb: n["verb"].as_str().unwrap_or("").to_owned(),
+            path: n["path"].as_str().unwrap_or("").to_owned(),
+        }
+    };
+    let decision = ctx.authorizer.authorize(&user, &request);
+    let mut status = json!({"allowed": decision.is_allowed()});
+    if matches!(decision, Decision::Deny { .. }) {
+        status["denied"] = true.into();
+    }
+    if !decision.reason().is_empty() {
+        status["reason"] = decision.reason().into();
+    }
+    Ok(status)
+}
+
+/// SelfSubjectRulesReview: every rule RBAC gives the caller in a namespace. The superuser group
+/// contributes no rules, as upstream.
+fn rules_review(ctx: &Ctx, spec: &Value) -> Value {
+    let namespace = spec["namespace"].as_str().unwrap_or("");
+    let (rules, errors) = ctx
+        .authorizer
+        .rbac()
+        .map(|s| s.rules_for(&ctx.user, namespace))
+        .unwrap_or_default();
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    for r in rules {
+        if !r.resources.is_empty() {
+            let mut v =
+                json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+            if !r.resource_names.is_empty() {
+                v["resourceNames"] = json!(r.resource_names);
+            }
+            resource_rules.push(v);
+        }
+        if !r.non_resource_urls.is_empty() {
+            non_resource_rules
+                .push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+        }
+    }
+    let mut status = json!({
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": false,
+    });
+    if !errors.is_empty() {
+        let joined = errors
+            .iter()
+            .map(|e| e.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ");
+        status["evaluationError"] = if errors.len() == 1 {
+            joined.into()
+        } else {
+            format!("[{joined}]").into()
+        };
+    }
+    status
+}
