@@ -56,7 +56,13 @@ async fn health_version_discovery_and_openapi() {
         .collect();
     assert_eq!(
         names,
-        ["apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "rbac.authorization.k8s.io"]
+        [
+            "apps",
+            "authentication.k8s.io",
+            "authorization.k8s.io",
+            "batch",
+            "rbac.authorization.k8s.io"
+        ]
     );
     let (_, apps) = get_json(&c, &format!("{}/apis/apps/v1", gw.url)).await;
     let deploy = apps["resources"]

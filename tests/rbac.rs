@@ -298,3 +298,67 @@ async fn impersonation_is_authorized_for_the_requesting_user() {
         ])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_access_review_webhook_answers_v1_and_v1beta1() {
+    let gw = Gateway::start();
+    let admin = gw.admin_client();
+    let url = format!(
+        "{}/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        gw.url
+    );
+    let ask = |api_version: &str, groups_field: &str, verb: &str| {
+        let mut body = serde_json::json!({
+            "apiVersion": api_version, "kind": "SubjectAccessReview",
+            "spec": {"user": "jane", "resourceAttributes": {"verb": verb, "resource": "pods", "namespace": "default"}}
+        });
+        body["spec"][groups_field] = serde_json::json!(["system:masters"]);
+        body
+    };
+    for (version, field) in [
+        ("authorization.k8s.io/v1", "groups"),
+        ("authorization.k8s.io/v1beta1", "group"),
+    ] {
+        let r = admin
+            .post(&url)
+            .json(&ask(version, field, "get"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{version}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["apiVersion"], version);
+        assert_eq!(body["status"]["allowed"], true, "{body}");
+        assert_eq!(
+            body["spec"][field],
+            serde_json::json!(["system:masters"]),
+            "{body}"
+        );
+    }
+    // A subject nothing grants: 200, allowed false, no reason.
+    let mut nobody = ask("authorization.k8s.io/v1", "groups", "get");
+    nobody["spec"]["groups"] = serde_json::json!([]);
+    let r = admin.post(&url).json(&nobody).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], serde_json::json!({"allowed": false}));
+    // Malformed: neither user nor groups, both attribute kinds.
+    let r = admin
+        .post(&url)
+        .json(&serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": "get"}, "nonResourceAttributes": {"verb": "get", "path": "/x"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("at least one of user or group must be specified"),
+        "{message}"
+    );
+    assert!(
+        message.contains("cannot be specified in combination with resourceAttributes"),
+        "{message}"
+    );
+}

@@ -21,8 +21,20 @@ use super::resources::Ctx;
 pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
     let media = media_type(req.headers());
     let bytes = read_body(req.into_body()).await?;
-    let body = decode_object(&media, &bytes)?;
+    let mut body = decode_object(&media, &bytes)?;
     let (api_version, kind) = (ctx.resource.api_version(), ctx.resource.kind);
+    // The authorization webhook of a kube-apiserver configured with version v1beta1 sends the
+    // older shape, where the groups field is called `group`; it is answered in kind.
+    let v1beta1 = kind == "SubjectAccessReview"
+        && body.get("apiVersion").and_then(Value::as_str) == Some(V1BETA1);
+    if v1beta1 {
+        body["apiVersion"] = api_version.clone().into();
+        if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut)
+            && let Some(groups) = spec.remove("group")
+        {
+            spec.insert("groups".into(), groups);
+        }
+    }
     if body.get("apiVersion").and_then(Value::as_str) != Some(api_version.as_str())
         || body.get("kind").and_then(Value::as_str) != Some(kind)
     {
@@ -43,8 +55,26 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
     if let Some(meta) = review.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("creationTimestamp".into(), Value::Null);
     }
-    Ok(object_response(StatusCode::CREATED, &review))
+    if v1beta1 {
+        review["apiVersion"] = V1BETA1.into();
+        if let Some(spec) = review.get_mut("spec").and_then(Value::as_object_mut)
+            && let Some(groups) = spec.remove("groups")
+        {
+            spec.insert("group".into(), groups);
+        }
+    }
+    // A SubjectAccessReview is how a kube-apiserver's authorization webhook asks; it expects 200
+    // for every well-formed review, whatever the verdict.
+    let code = if kind == "SubjectAccessReview" {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(object_response(code, &review))
 }
+
+/// The SubjectAccessReview version older kube-apiserver webhooks speak.
+const V1BETA1: &str = "authorization.k8s.io/v1beta1";
 
 fn user_info_json(user: &UserInfo) -> Value {
     let mut v = json!({"username": user.username, "groups": user.groups});
