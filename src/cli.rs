@@ -36,6 +36,16 @@ pub enum Command {
     /// client certificate (group system:masters) and admin.kubeconfig, and stores objects in
     /// an embedded database in the same directory.
     Serve(ServeArgs),
+    /// Ask whether a user may do something, answered offline from RBAC manifests.
+    ///
+    /// Examples: `portcullis can-i list pods -n team --as alice -f rbac/`,
+    /// `portcullis can-i get /metrics --as-group monitoring -f rbac.yaml`,
+    /// `portcullis can-i --list -n team --as alice -f rbac/`. Exit 0 for yes, 1 for no.
+    CanI(crate::offline::CanIArgs),
+    /// List the subjects that may do something, from RBAC manifests.
+    ///
+    /// Example: `portcullis who-can delete secrets -n team -f rbac/`.
+    WhoCan(crate::offline::WhoCanArgs),
 }
 
 /// Flags of `portcullis serve`; names follow kube-apiserver's where the meaning is the same.
@@ -89,16 +99,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
+        Command::CanI(args) => crate::offline::can_i(&args),
+        Command::WhoCan(args) => crate::offline::who_can(&args),
         Command::Serve(args) => {
             init_logging(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(serve(args))
+            runtime.block_on(serve(args))?;
+            Ok(0)
         }
     }
 }

@@ -212,20 +212,64 @@ fn reconcile(current: &Value, wanted: &Value) -> Option<Value> {
     changed.then_some(out)
 }
 
-/// The aggregation controller: sets the rules of every ClusterRole with an `aggregationRule` to
-/// the union of the rules of the ClusterRoles its selectors match (itself excluded), visited by
-/// name, exact duplicates removed. Repeats until nothing changes, so chains converge.
+/// The aggregation controller over the stored ClusterRoles (see [`aggregate_in_place`]); writes
+/// back the roles whose rules changed.
 pub async fn aggregate(store: &dyn Store) -> Result<()> {
     let resource = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
         .context("clusterroles are not registered")?;
-    for _round in 0..16 {
+    for _round in 0..4 {
         let items = list_all(store, "clusterroles").await?;
-        let roles: Vec<(KeyValue, Value)> = items
+        let (kvs, mut roles): (Vec<KeyValue>, Vec<Value>) = items
             .into_iter()
             .filter_map(|kv| serde_json::from_slice(&kv.value).ok().map(|v| (kv, v)))
-            .collect();
+            .unzip();
+        let changed = aggregate_in_place(&mut roles);
+        if changed.is_empty() {
+            return Ok(());
+        }
         let mut ops = Vec::new();
-        for (kv, role) in &roles {
+        for i in changed {
+            if let (Some(kv), Some(role)) = (kvs.get(i), roles.get(i)) {
+                ops.push(TxnOp::Update {
+                    key: resource.key(None, role["metadata"]["name"].as_str().unwrap_or_default()),
+                    value: serde_json::to_vec(role)?,
+                    expect: Some(kv.mod_revision),
+                });
+            }
+        }
+        match store.txn(ops).await {
+            Ok(_) => return Ok(()),
+            // Someone wrote a ClusterRole meanwhile: start over from what is stored now.
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e).context("writing aggregated ClusterRoles"),
+        }
+    }
+    tracing::warn!(
+        "ClusterRole aggregation kept meeting concurrent writes; it runs again on the next change"
+    );
+    Ok(())
+}
+
+/// Sets the rules of every ClusterRole in `roles` that has an `aggregationRule` to the union of
+/// the rules of the ClusterRoles its selectors match (itself excluded), visited by name, exact
+/// duplicates removed, repeating until nothing changes so chains (`admin` ⊇ `edit` ⊇ `view`)
+/// converge. Returns the positions of the roles it changed.
+pub fn aggregate_in_place(roles: &mut [Value]) -> Vec<usize> {
+    let mut changed = Vec::new();
+    for _round in 0..16 {
+        let mut order: Vec<usize> = (0..roles.len()).collect();
+        order.sort_by(|a, b| {
+            let name = |i: &usize| {
+                roles
+                    .get(*i)
+                    .and_then(|r| r["metadata"]["name"].as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            name(a).cmp(&name(b))
+        });
+        let mut updates = Vec::new();
+        for (i, role) in roles.iter().enumerate() {
             let Some(selectors) = role
                 .pointer("/aggregationRule/clusterRoleSelectors")
                 .and_then(Value::as_array)
@@ -234,13 +278,13 @@ pub async fn aggregate(store: &dyn Store) -> Result<()> {
             };
             let name = role["metadata"]["name"].as_str().unwrap_or_default();
             let mut rules: Vec<Value> = Vec::new();
-            // `roles` is in key order, which is name order.
-            for (_, other) in &roles {
-                if other["metadata"]["name"].as_str() == Some(name) {
-                    continue;
-                }
-                let labels = other.pointer("/metadata/labels");
-                if !selectors.iter().any(|s| selector_matches(s, labels)) {
+            for j in &order {
+                let Some(other) = roles.get(*j) else { continue };
+                if other["metadata"]["name"].as_str() == Some(name)
+                    || !selectors
+                        .iter()
+                        .any(|s| selector_matches(s, other.pointer("/metadata/labels")))
+                {
                     continue;
                 }
                 for rule in other
@@ -260,25 +304,22 @@ pub async fn aggregate(store: &dyn Store) -> Result<()> {
                 .cloned()
                 .unwrap_or_default();
             if current != rules {
-                let mut updated = role.clone();
-                updated["rules"] = Value::Array(rules);
-                ops.push(TxnOp::Update {
-                    key: resource.key(None, name),
-                    value: serde_json::to_vec(&updated)?,
-                    expect: Some(kv.mod_revision),
-                });
+                updates.push((i, rules));
             }
         }
-        if ops.is_empty() {
-            return Ok(());
+        if updates.is_empty() {
+            break;
         }
-        match store.txn(ops).await {
-            Ok(_) | Err(StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(e).context("writing aggregated ClusterRoles"),
+        for (i, rules) in updates {
+            if let Some(role) = roles.get_mut(i) {
+                role["rules"] = Value::Array(rules);
+            }
+            if !changed.contains(&i) {
+                changed.push(i);
+            }
         }
     }
-    tracing::warn!("ClusterRole aggregation did not settle after 16 rounds");
-    Ok(())
+    changed
 }
 
 /// Whether a `LabelSelector` (matchLabels and matchExpressions) matches `labels`. An empty
@@ -347,6 +388,30 @@ mod tests {
             Some(&labels)
         ));
         assert!(selector_matches(&json!({}), None));
+    }
+
+    #[test]
+    fn aggregation_chains_converge() {
+        let label =
+            |k: &str| json!({format!("rbac.authorization.k8s.io/aggregate-to-{k}"): "true"});
+        let sel = |k: &str| json!({"clusterRoleSelectors": [{"matchLabels": label(k)}]});
+        let mut roles = vec![
+            json!({"metadata": {"name": "admin"}, "aggregationRule": sel("admin"), "rules": []}),
+            json!({"metadata": {"name": "edit", "labels": label("admin")}, "aggregationRule": sel("edit"), "rules": []}),
+            json!({"metadata": {"name": "extra-view", "labels": label("view")}, "rules": [{"verbs": ["get"], "resources": ["widgets"]}]}),
+            json!({"metadata": {"name": "view", "labels": label("edit")}, "aggregationRule": sel("view"), "rules": []}),
+        ];
+        let changed = aggregate_in_place(&mut roles);
+        assert_eq!(changed.len(), 3);
+        for i in [0, 1, 3] {
+            assert_eq!(
+                roles[i]["rules"],
+                json!([{"verbs": ["get"], "resources": ["widgets"]}]),
+                "{}",
+                roles[i]["metadata"]["name"]
+            );
+        }
+        assert!(aggregate_in_place(&mut roles).is_empty());
     }
 
     #[test]

@@ -117,3 +117,83 @@ pub fn applies(s: &Subject, user: &UserInfo, binding_ns: &str) -> bool {
         _ => false,
     }
 }
+
+/// One grant found by [`who_can`]: a subject, and the binding and role that give it the access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The subject, as written in the binding.
+    pub subject: Subject,
+    /// `ClusterRoleBinding/<name>` or `RoleBinding/<namespace>/<name>`.
+    pub binding: String,
+    /// `ClusterRole/<name>` or `Role/<name>`.
+    pub role: String,
+}
+
+/// The subject locator: every subject of every binding whose role allows the request
+/// (ClusterRoleBindings, then RoleBindings of the request's namespace), as upstream's "who can".
+/// The superuser group `system:masters` is allowed everything and is not listed here.
+pub fn who_can(policy: &Policy, request: &RequestInfo) -> Vec<Grant> {
+    let mut out = Vec::new();
+    let mut crbs: Vec<&RoleBinding> = policy.cluster_role_bindings.iter().collect();
+    crbs.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for b in crbs {
+        if b.role_ref.kind != "ClusterRole" {
+            continue;
+        }
+        let Some(role) = policy
+            .cluster_roles
+            .iter()
+            .find(|r| r.metadata.name == b.role_ref.name)
+        else {
+            continue;
+        };
+        if rules_allow(role.rules(), request) {
+            for s in b.subjects() {
+                out.push(Grant {
+                    subject: s.clone(),
+                    binding: format!("ClusterRoleBinding/{}", b.metadata.name),
+                    role: format!("ClusterRole/{}", role.metadata.name),
+                });
+            }
+        }
+    }
+    if let RequestInfo::Resource(r) = request
+        && !r.namespace.is_empty()
+    {
+        let ns = r.namespace.as_str();
+        let mut rbs: Vec<&RoleBinding> = policy
+            .role_bindings
+            .iter()
+            .filter(|b| b.metadata.namespace == ns)
+            .collect();
+        rbs.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        for b in rbs {
+            let role = match b.role_ref.kind.as_str() {
+                "ClusterRole" => policy
+                    .cluster_roles
+                    .iter()
+                    .find(|r| r.metadata.name == b.role_ref.name),
+                "Role" => policy
+                    .roles
+                    .iter()
+                    .find(|r| r.metadata.namespace == ns && r.metadata.name == b.role_ref.name),
+                _ => None,
+            };
+            let Some(role) = role else { continue };
+            if rules_allow(role.rules(), request) {
+                for s in b.subjects() {
+                    let mut s = s.clone();
+                    if s.kind == "ServiceAccount" && s.namespace.is_empty() {
+                        s.namespace = ns.to_owned();
+                    }
+                    out.push(Grant {
+                        subject: s,
+                        binding: format!("RoleBinding/{ns}/{}", b.metadata.name),
+                        role: format!("{}/{}", b.role_ref.kind, role.metadata.name),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
