@@ -46,6 +46,32 @@ pub enum Command {
     ///
     /// Example: `portcullis who-can delete secrets -n team -f rbac/`.
     WhoCan(crate::offline::WhoCanArgs),
+    /// Print the kubeconfig-format file a kube-apiserver takes to use portcullis as a webhook.
+    #[command(subcommand)]
+    WebhookConfig(WebhookConfig),
+}
+
+/// Webhook configurations for kube-apiserver.
+#[derive(Debug, Subcommand)]
+pub enum WebhookConfig {
+    /// For `--authorization-webhook-config-file` (use with `--authorization-webhook-version=v1`).
+    ///
+    /// Issues a client certificate for the kube-apiserver (group `portcullis:webhook-callers`,
+    /// which the bootstrap policy binds to `system:auth-delegator`) from the data directory's CA
+    /// and embeds it, with the CA that signed portcullis' serving certificate.
+    Authz(WebhookConfigArgs),
+}
+
+/// Flags of `portcullis webhook-config`.
+#[derive(Debug, Args)]
+pub struct WebhookConfigArgs {
+    /// The URL kube-apiserver reaches portcullis at, e.g. https://portcullis.example:6443.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+
+    /// The data directory of the portcullis server (its CA signs the client certificate).
+    #[arg(long, default_value = "portcullis-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
 }
 
 /// Flags of `portcullis serve`; names follow kube-apiserver's where the meaning is the same.
@@ -104,6 +130,10 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::CanI(args) => crate::offline::can_i(&args),
         Command::WhoCan(args) => crate::offline::who_can(&args),
+        Command::WebhookConfig(WebhookConfig::Authz(args)) => {
+            print!("{}", authz_webhook_config(&args)?);
+            Ok(0)
+        }
         Command::Serve(args) => {
             init_logging(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -210,6 +240,29 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     store.close().await.context("closing the store")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn authz_webhook_config(args: &WebhookConfigArgs) -> Result<String> {
+    use base64::Engine;
+    let url = args.server.trim_end_matches('/');
+    if !url.starts_with("https://") {
+        bail!("--server must be an https:// URL, got `{}`", args.server);
+    }
+    let (cert, key, ca) = pki::issue_client_certificate(
+        &args.data_dir,
+        "kube-apiserver-authz-webhook",
+        Some(crate::rbac::WEBHOOK_CALLERS),
+    )?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    Ok(format!(
+        "# kube-apiserver --authorization-webhook-config-file=<this file> --authorization-webhook-version=v1\n\
+         apiVersion: v1\nkind: Config\nclusters:\n- name: portcullis\n  cluster:\n    server: {url}/apis/authorization.k8s.io/v1/subjectaccessreviews\n    certificate-authority-data: {}\n\
+         users:\n- name: kube-apiserver\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n\
+         contexts:\n- name: webhook\n  context:\n    cluster: portcullis\n    user: kube-apiserver\ncurrent-context: webhook\n",
+        b64(&ca),
+        b64(&cert),
+        b64(&key),
+    ))
 }
 
 /// The namespaces kube-apiserver creates at start.

@@ -117,6 +117,37 @@ pub fn bootstrap(data_dir: &Path, sans: &[String], server_url: &str) -> Result<P
     })
 }
 
+/// Issues a client certificate (CN `user`, O `group`) signed by the data directory's CA, for
+/// callers such as a kube-apiserver using portcullis as a webhook. Returns (certificate PEM, key
+/// PEM, CA PEM).
+pub fn issue_client_certificate(
+    data_dir: &Path,
+    user: &str,
+    group: Option<&str>,
+) -> Result<(String, String, String)> {
+    let ca_cert = data_dir.join("ca.crt");
+    let ca_key = data_dir.join("ca.key");
+    let ca_cert_pem = fs::read_to_string(&ca_cert).with_context(|| {
+        format!(
+            "reading `{}` (run `portcullis serve` once to create it)",
+            ca_cert.display()
+        )
+    })?;
+    let ca_key_pem =
+        fs::read_to_string(&ca_key).with_context(|| format!("reading `{}`", ca_key.display()))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, KeyPair::from_pem(&ca_key_pem)?)
+        .with_context(|| format!("loading CA `{}`", ca_cert.display()))?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn(user, group);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem(), ca_cert_pem))
+}
+
 fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);

@@ -362,3 +362,57 @@ async fn subject_access_review_webhook_answers_v1_and_v1beta1() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_config_gives_kube_apiserver_a_review_only_identity() {
+    let gw = Gateway::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["webhook-config", "authz", "--server", &gw.url, "--data-dir"])
+        .arg(&gw.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let server = config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        server,
+        format!(
+            "{}/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            gw.url
+        )
+    );
+    use base64::Engine;
+    let decode = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(config["users"][0]["user"][k].as_str().unwrap())
+            .unwrap()
+    };
+    let (cert, key) = (
+        gw.dir.path().join("webhook.crt"),
+        gw.dir.path().join("webhook.key"),
+    );
+    std::fs::write(&cert, decode("client-certificate-data")).unwrap();
+    std::fs::write(&key, decode("client-key-data")).unwrap();
+    let client = gw.client_with_identity(Some((&cert, &key)));
+    let review = serde_json::json!({"apiVersion": "authorization.k8s.io/v1beta1", "kind": "SubjectAccessReview",
+        "spec": {"user": "jane", "group": ["system:masters"], "nonResourceAttributes": {"verb": "get", "path": "/metrics"}}});
+    let r = client.post(&server).json(&review).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"]["allowed"], true);
+    // The webhook identity may ask reviews, nothing else.
+    let r = client
+        .get(format!("{}/api/v1/namespaces/default/secrets", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

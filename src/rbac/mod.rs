@@ -19,6 +19,10 @@ use serde_json::{Value, json};
 
 use crate::storage::{KeyValue, Store, StoreError, TxnOp};
 
+/// The group of kube-apiservers calling portcullis as a webhook, bound to
+/// `system:auth-delegator` by the bootstrap policy.
+pub const WEBHOOK_CALLERS: &str = "portcullis:webhook-callers";
+
 /// The annotation that opts a bootstrap object into reconciliation on restart.
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 
@@ -107,7 +111,20 @@ pub async fn read_policy(store: &dyn Store) -> Result<Policy> {
 /// others unless they are annotated `autoupdate: "false"`: missing rules, subjects, labels and
 /// annotations are added back, as kube-apiserver does on every start.
 pub async fn bootstrap(store: &dyn Store) -> Result<()> {
-    let policy = bootstrap::policy().context("reading the built-in bootstrap policy")?;
+    let mut policy = bootstrap::policy().context("reading the built-in bootstrap policy")?;
+    // portcullis' own addition: kube-apiservers using it as a webhook present certificates of
+    // this group (see `portcullis webhook-config`), which may ask reviews and nothing else.
+    policy.cluster_role_bindings.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": WEBHOOK_CALLERS,
+            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
+            "annotations": {AUTOUPDATE: "true"},
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": WEBHOOK_CALLERS}],
+    }));
     let now = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();

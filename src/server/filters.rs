@@ -92,25 +92,18 @@ pub(super) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let chain = req
-        .extensions()
-        .get::<Peer>()
-        .map(|p| p.certificates.clone())
-        .unwrap_or_default();
-    let user = match state.x509.authenticate(&chain, UnixTime::now()) {
-        Ok(Authenticated::User(user)) => user.with_authenticated_group(),
-        Ok(Authenticated::NotAttempted) if ANONYMOUS_PATHS.contains(&req.uri().path()) => {
-            UserInfo {
-                username: SYSTEM_ANONYMOUS.to_owned(),
-                groups: vec![SYSTEM_UNAUTHENTICATED.to_owned()],
-                ..UserInfo::default()
-            }
-        }
-        Ok(Authenticated::NotAttempted) => return status_response(&Status::unauthorized()),
-        Err(e) => {
-            tracing::info!(error = %format!("{e:#}"), "client certificate rejected");
-            return status_response(&Status::unauthorized());
-        }
+    let verdict = match req.extensions().get::<Peer>() {
+        Some(peer) => certificate_verdict(&state, peer),
+        None => Ok(None),
+    };
+    let user = match verdict {
+        Ok(Some(user)) => user,
+        Ok(None) if ANONYMOUS_PATHS.contains(&req.uri().path()) => UserInfo {
+            username: SYSTEM_ANONYMOUS.to_owned(),
+            groups: vec![SYSTEM_UNAUTHENTICATED.to_owned()],
+            ..UserInfo::default()
+        },
+        Ok(None) | Err(()) => return status_response(&Status::unauthorized()),
     };
     let user = match impersonate(&state, &user, &mut req) {
         Ok(u) => u,
@@ -118,6 +111,34 @@ pub(super) async fn authenticate(
     };
     req.extensions_mut().insert(user);
     next.run(req).await
+}
+
+/// The connection's client-certificate verdict: verified once, then reused by the connection's
+/// requests for [`VERDICT_TTL`](super::VERDICT_TTL). Chain verification costs signature checks;
+/// a keep-alive client would otherwise pay them on every request.
+fn certificate_verdict(state: &AppState, peer: &Peer) -> Result<Option<UserInfo>, ()> {
+    if peer.certificates.is_empty() {
+        return Ok(None);
+    }
+    let mut cached = peer.verdict.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = cached.as_ref()
+        && c.at.elapsed() < super::VERDICT_TTL
+    {
+        return c.outcome.clone();
+    }
+    let outcome = match state.x509.authenticate(&peer.certificates, UnixTime::now()) {
+        Ok(Authenticated::User(user)) => Ok(Some(user.with_authenticated_group())),
+        Ok(Authenticated::NotAttempted) => Ok(None),
+        Err(e) => {
+            tracing::info!(address = %peer.address, error = %format!("{e:#}"), "client certificate rejected");
+            Err(())
+        }
+    };
+    *cached = Some(super::CachedVerdict {
+        at: std::time::Instant::now(),
+        outcome: outcome.clone(),
+    });
+    outcome
 }
 
 /// Applies `Impersonate-*` headers as kube-apiserver's (legacy) impersonation filter does: each

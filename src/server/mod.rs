@@ -72,7 +72,22 @@ pub struct Peer {
     pub certificates: Arc<[CertificateDer<'static>]>,
     /// The client's address.
     pub address: SocketAddr,
+    /// The x509 authenticator's verdict on `certificates`, shared by the connection's requests.
+    pub verdict: Arc<std::sync::Mutex<Option<CachedVerdict>>>,
 }
+
+/// A client-certificate verdict and when it was reached.
+#[derive(Clone, Debug)]
+pub struct CachedVerdict {
+    /// When the chain was verified.
+    pub at: std::time::Instant,
+    /// The user it names, `None` when it names nobody, or the rejection (logged once).
+    pub outcome: Result<Option<portcullis_api::UserInfo>, ()>,
+}
+
+/// How long a connection reuses its certificate verdict before verifying the chain again (so a
+/// certificate that expires during a long connection stops working within this time).
+pub const VERDICT_TTL: Duration = Duration::from_secs(10);
 
 /// Limits the HTTP layer enforces before any handler runs.
 const MAX_HEADER_BYTES: usize = 1 << 20;
@@ -143,6 +158,7 @@ pub async fn serve(
             let peer = Peer {
                 certificates,
                 address,
+                verdict: Arc::default(),
             };
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
