@@ -107,6 +107,12 @@ pub struct ServeArgs {
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_sans: Vec<String>,
 
+    /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
+    /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
+    /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
+    #[arg(long, value_name = "PATH")]
+    pub rbac_manifests: Option<PathBuf>,
+
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -215,10 +221,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .context("creating the bootstrap RBAC policy")?;
     let rbac = Arc::new(
-        crate::rbac::Rbac::load(store.as_ref())
+        crate::rbac::Rbac::load_from(store.as_ref(), args.rbac_manifests.clone())
             .await
             .context("loading RBAC")?,
     );
+    rbac.watch_manifests(store.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = AppState {

@@ -416,3 +416,59 @@ async fn webhook_config_gives_kube_apiserver_a_review_only_identity() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_manifests_are_reloaded_and_a_bad_file_keeps_the_old_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("rbac");
+    std::fs::create_dir(&manifests).unwrap();
+    let binding = |user: &str| {
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: viewers}}\nsubjects: [{{kind: User, name: {user}, apiGroup: rbac.authorization.k8s.io}}]\nroleRef: {{kind: ClusterRole, name: view, apiGroup: rbac.authorization.k8s.io}}\n"
+        )
+    };
+    std::fs::write(manifests.join("binding.yaml"), binding("ann")).unwrap();
+    let data = dir.path().join("data");
+    let flag = manifests.to_string_lossy().into_owned();
+    let gw = Gateway::start_in(dir, data, &["--rbac-manifests", &flag]);
+    let admin = gw.admin_client();
+    let url = format!(
+        "{}/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        gw.url
+    );
+    let allowed = |user: &'static str| {
+        let admin = admin.clone();
+        let url = url.clone();
+        async move {
+            let review = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": {"user": user, "resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "x"}}});
+            let body: serde_json::Value = admin
+                .post(&url)
+                .json(&review)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["status"]["allowed"] == true
+        }
+    };
+    assert!(allowed("ann").await);
+    assert!(!allowed("ben").await);
+    std::fs::write(manifests.join("binding.yaml"), binding("ben")).unwrap();
+    let mut switched = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if allowed("ben").await {
+            switched = true;
+            break;
+        }
+    }
+    assert!(switched, "the changed manifest was not picked up");
+    assert!(!allowed("ann").await);
+    // A broken file: the previous snapshot stays.
+    std::fs::write(manifests.join("broken.yaml"), "kind: [unclosed").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(allowed("ben").await);
+}

@@ -8,6 +8,7 @@
 
 pub mod bootstrap;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -31,17 +32,53 @@ const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 pub struct Rbac {
     current: ArcSwap<Authorizer>,
     rebuild: tokio::sync::Mutex<()>,
+    manifests: Option<PathBuf>,
 }
 
 impl Rbac {
     /// Loads the RBAC objects of `store` into a first snapshot.
     pub async fn load(store: &dyn Store) -> Result<Rbac> {
+        Self::load_from(store, None).await
+    }
+
+    /// Loads RBAC from `manifests` (a file or directory of YAML/JSON) when given, else from the
+    /// store. A manifest directory is re-read when it changes ([`Rbac::watch_manifests`]).
+    pub async fn load_from(store: &dyn Store, manifests: Option<PathBuf>) -> Result<Rbac> {
         let rbac = Rbac {
             current: ArcSwap::from_pointee(Authorizer::new()),
             rebuild: tokio::sync::Mutex::new(()),
+            manifests,
         };
         rbac.refresh(store).await?;
         Ok(rbac)
+    }
+
+    /// Polls the manifest directory (if any) once a second and rebuilds the snapshot when a file
+    /// was added, removed or changed. A bad file keeps the old snapshot and logs why.
+    pub fn watch_manifests(self: &Arc<Self>, store: Arc<dyn Store>) {
+        let Some(path) = self.manifests.clone() else {
+            return;
+        };
+        let rbac = self.clone();
+        tokio::spawn(async move {
+            let mut seen = fingerprint(&path);
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let now = fingerprint(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match rbac.refresh(store.as_ref()).await {
+                    Ok(()) => tracing::info!(path = %path.display(), "RBAC manifests reloaded"),
+                    Err(e) => tracing::error!(
+                        path = %path.display(),
+                        error = %format!("{e:#}"),
+                        "RBAC manifests rejected; the previous snapshot stays in force"
+                    ),
+                }
+            }
+        });
     }
 
     /// The authorizer in force; a request holds on to it from start to end.
@@ -52,7 +89,13 @@ impl Rbac {
     /// Re-reads every RBAC object and swaps in a new snapshot. On failure the old snapshot stays.
     pub async fn refresh(&self, store: &dyn Store) -> Result<()> {
         let _guard = self.rebuild.lock().await;
-        let policy = read_policy(store).await?;
+        let policy = match &self.manifests {
+            Some(path) => crate::offline::load(&crate::offline::Manifests {
+                files: vec![path.clone()],
+                no_bootstrap: false,
+            })?,
+            None => read_policy(store).await?,
+        };
         let snapshot = Snapshot::build(&policy);
         tracing::debug!(bindings = snapshot.binding_count(), "RBAC snapshot rebuilt");
         self.current
@@ -95,6 +138,26 @@ fn parse_all<T: serde::de::DeserializeOwned>(items: &[KeyValue]) -> Vec<T> {
             }
         })
         .collect()
+}
+
+/// What a manifest tree looks like now: every file's path, size and modification time.
+fn fingerprint(path: &std::path::Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else {
+            out.push((p, meta.len(), meta.modified().ok()));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Reads every RBAC object of the store.
