@@ -65,7 +65,7 @@ pub enum WebhookConfig {
 /// Flags of `portcullis webhook-config`.
 #[derive(Debug, Args)]
 pub struct WebhookConfigArgs {
-    /// The URL kube-apiserver reaches portcullis at, e.g. https://portcullis.example:6443.
+    /// The URL kube-apiserver reaches portcullis at, e.g. `https://portcullis.example:6443`.
     #[arg(long, value_name = "URL")]
     pub server: String,
 
