@@ -107,6 +107,33 @@ pub struct ServeArgs {
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_sans: Vec<String>,
 
+    /// Static bearer tokens: a CSV file of `token,user,uid[,"group1,group2"]` (reloaded when it
+    /// changes; a malformed file stops start-up naming the line).
+    #[arg(long, value_name = "FILE")]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// PEM public (or private) keys service-account tokens are verified with; repeatable. The
+    /// signing key's public key is always included.
+    #[arg(long = "service-account-key-file", value_name = "FILE")]
+    pub service_account_key_files: Vec<PathBuf>,
+
+    /// PKCS#8 PEM private key service-account tokens are signed with (default: `sa.key` in the
+    /// data directory, created on first start).
+    #[arg(long, value_name = "FILE")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+
+    /// Issuer of service-account tokens; repeatable: the first signs, all are accepted.
+    #[arg(
+        long = "service-account-issuer",
+        value_name = "URL",
+        default_value = "https://kubernetes.default.svc.cluster.local"
+    )]
+    pub service_account_issuers: Vec<String>,
+
+    /// Audiences the API accepts for tokens (comma-separated; default: the first issuer).
+    #[arg(long, value_delimiter = ',', value_name = "AUDIENCE")]
+    pub api_audiences: Vec<String>,
+
     /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
     /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
     /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
@@ -228,7 +255,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     rbac.watch_manifests(store.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tokens = Arc::new(build_tokens(&args)?);
+    tokens.watch_file();
     let state = AppState {
+        tokens,
         store: store.clone(),
         x509: Arc::new(x509),
         rbac,
@@ -269,6 +299,60 @@ fn authz_webhook_config(args: &WebhookConfigArgs) -> Result<String> {
         b64(&ca),
         b64(&cert),
         b64(&key),
+    ))
+}
+
+/// The bearer-token authenticators from the flags (and the data directory's signing key).
+fn build_tokens(args: &ServeArgs) -> Result<crate::server::tokens::Tokens> {
+    use portcullis_authn::serviceaccount::{KeySet, Signer, Verifier};
+    let salt: [u8; 32] = {
+        let mut s = [0u8; 32];
+        s[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        s[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        s
+    };
+    let file = match &args.token_auth_file {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("--token-auth-file `{}`", path.display()))?;
+            let parsed = portcullis_authn::token_file::TokenFile::parse(
+                &bytes,
+                &path.display().to_string(),
+                salt,
+            )?;
+            for w in &parsed.warnings {
+                tracing::warn!(path = %path.display(), "{w}");
+            }
+            Some((path.clone(), parsed))
+        }
+        None => None,
+    };
+    let sa_keys = pki::service_account_keys(
+        &args.data_dir,
+        args.service_account_signing_key_file.as_deref(),
+        &args.service_account_key_files,
+    )?;
+    let keys =
+        KeySet::from_spki_ders(&sa_keys.verification_spkis).context("service-account keys")?;
+    let signer = Signer::from_pkcs8_pem(&sa_keys.signing_pem, &sa_keys.signing_spki)
+        .context("service-account signing key")?;
+    let issuer = args
+        .service_account_issuers
+        .first()
+        .cloned()
+        .context("--service-account-issuer is required")?;
+    let audiences = if args.api_audiences.is_empty() {
+        vec![issuer.clone()]
+    } else {
+        args.api_audiences.clone()
+    };
+    let verifier = Verifier::new(
+        keys,
+        args.service_account_issuers.clone(),
+        audiences.clone(),
+    );
+    Ok(crate::server::tokens::Tokens::new(
+        file, salt, verifier, signer, issuer, audiences,
     ))
 }
 

@@ -148,6 +148,109 @@ pub fn issue_client_certificate(
     Ok((cert.pem(), key.serialize_pem(), ca_cert_pem))
 }
 
+/// The service-account keys of [`service_account_keys`].
+#[derive(Debug)]
+pub struct ServiceAccountKeys {
+    /// The signing key, PKCS#8 PEM.
+    pub signing_pem: Vec<u8>,
+    /// The signing key's public key, SubjectPublicKeyInfo DER.
+    pub signing_spki: Vec<u8>,
+    /// Every verification key (the signing key's first), SubjectPublicKeyInfo DER.
+    pub verification_spkis: Vec<Vec<u8>>,
+}
+
+/// Service-account token keys: the signing key (`--service-account-signing-key-file`, else
+/// `sa.key` in the data directory, created on first start) and the public keys tokens are
+/// verified with (the signing key's plus every key of `--service-account-key-file`; PEM public
+/// keys or private keys, several per file).
+pub fn service_account_keys(
+    data_dir: &Path,
+    signing_key_file: Option<&Path>,
+    key_files: &[PathBuf],
+) -> Result<ServiceAccountKeys> {
+    let signing_path = match signing_key_file {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = data_dir.join("sa.key");
+            if !p.exists() {
+                write_secret(&p, KeyPair::generate()?.serialize_pem().as_bytes())?;
+            }
+            p
+        }
+    };
+    let signing_pem =
+        fs::read(&signing_path).with_context(|| format!("reading `{}`", signing_path.display()))?;
+    let signing = KeyPair::from_pem(
+        std::str::from_utf8(&signing_pem).context("the signing key is not PEM text")?,
+    )
+    .with_context(|| format!("`{}` is not a PKCS#8 private key", signing_path.display()))?;
+    let signing_spki = spki_der(&signing.public_key_pem())?;
+    let mut all = vec![signing_spki.clone()];
+    for file in key_files {
+        let text =
+            fs::read_to_string(file).with_context(|| format!("reading `{}`", file.display()))?;
+        let mut found = 0;
+        for block in pem_blocks(&text) {
+            let der = if block.contains("PUBLIC KEY-----") {
+                spki_der(&block)?
+            } else if block.contains("PRIVATE KEY-----") {
+                spki_der(
+                    &KeyPair::from_pem(&block)
+                        .with_context(|| format!("`{}`: unsupported private key", file.display()))?
+                        .public_key_pem(),
+                )?
+            } else {
+                continue;
+            };
+            found += 1;
+            if !all.contains(&der) {
+                all.push(der);
+            }
+        }
+        if found == 0 {
+            bail!(
+                "--service-account-key-file `{}` holds no PEM key",
+                file.display()
+            );
+        }
+    }
+    Ok(ServiceAccountKeys {
+        signing_pem,
+        signing_spki,
+        verification_spkis: all,
+    })
+}
+
+fn spki_der(pem: &str) -> Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    Ok(
+        rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
+            .context("not a PEM public key")?
+            .as_ref()
+            .to_vec(),
+    )
+}
+
+fn pem_blocks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN ") {
+            current = Some(String::new());
+        }
+        if let Some(c) = current.as_mut() {
+            c.push_str(line);
+            c.push('\n');
+        }
+        if line.starts_with("-----END ")
+            && let Some(c) = current.take()
+        {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);

@@ -402,7 +402,13 @@ pub const RESOURCES: &[Resource] = &[
         categories: &[],
         namespaced: true,
         verbs: CRUD,
-        subresources: &[],
+        subresources: &[Subresource {
+            name: "token",
+            kind: "TokenRequest",
+            group: Some("authentication.k8s.io"),
+            version: Some("v1"),
+            verbs: CREATE,
+        }],
         storage_prefix: "serviceaccounts",
     },
     Resource {
@@ -470,6 +476,13 @@ pub const RESOURCES: &[Resource] = &[
         "SelfSubjectReview",
         "selfsubjectreviews",
         "selfsubjectreview",
+        false,
+    ),
+    review(
+        AUTHENTICATION_V1,
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
         false,
     ),
     review(

@@ -19,6 +19,8 @@
     )
 )]
 
+pub mod serviceaccount;
+pub mod token_file;
 pub mod x509;
 
 pub use portcullis_api::UserInfo;

@@ -32,6 +32,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/apis", get(group_list))
         .route("/apis/{group}", get(group))
         .route("/apis/{group}/{version}", get(group_resources))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route("/openid/v1/jwks", get(jwks))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
 }
@@ -195,6 +200,28 @@ async fn group_resources(Path((group, version)): Path<(String, String)>) -> Resp
         Some(gv) => resource_list(*gv),
         None => status_response(&Status::path_not_found()),
     }
+}
+
+async fn openid_configuration(State(state): State<AppState>) -> Response {
+    let mut r = object_response(StatusCode::OK, &state.tokens.openid_configuration());
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut r = object_response(StatusCode::OK, &state.tokens.verifier.keys().jwks());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
 }
 
 async fn openapi_index() -> Response {

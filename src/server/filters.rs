@@ -9,6 +9,7 @@ use axum::response::Response;
 use portcullis_api::user::{SYSTEM_ANONYMOUS, SYSTEM_UNAUTHENTICATED};
 use portcullis_api::{RequestInfo, Status, UserInfo};
 use portcullis_authn::Authenticated;
+use portcullis_authn::token_file::Bearer;
 use rustls::pki_types::UnixTime;
 
 use super::body::status_response;
@@ -95,6 +96,34 @@ pub(super) async fn authenticate(
     let verdict = match req.extensions().get::<Peer>() {
         Some(peer) => certificate_verdict(&state, peer),
         None => Ok(None),
+    };
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(portcullis_authn::token_file::bearer)
+        .unwrap_or(Bearer::Absent);
+    let verdict = match (verdict, bearer) {
+        (Ok(None), Bearer::Token(token)) => {
+            let token = token.to_owned();
+            match state
+                .tokens
+                .authenticate(state.store.as_ref(), &token, &[])
+                .await
+            {
+                super::tokens::TokenOutcome::User(user, _) => {
+                    // The credential is consumed here; nothing downstream sees it.
+                    req.headers_mut().remove(axum::http::header::AUTHORIZATION);
+                    Ok(Some(user.with_authenticated_group()))
+                }
+                super::tokens::TokenOutcome::Invalid(reason) => {
+                    tracing::info!(%reason, "bearer token rejected");
+                    Err(())
+                }
+            }
+        }
+        (Ok(None), Bearer::TooLong) => Err(()),
+        (verdict, _) => verdict,
     };
     let user = match verdict {
         Ok(Some(user)) => user,

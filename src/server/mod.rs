@@ -14,6 +14,7 @@ mod rbac_writes;
 mod resources;
 mod reviews;
 mod selectors;
+pub mod tokens;
 mod watch;
 
 use std::net::SocketAddr;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub x509: Arc<X509Authenticator>,
     /// RBAC: the authorizer in force and its rebuilds.
     pub rbac: Arc<Rbac>,
+    /// Bearer-token authenticators, TokenRequest signing and issuer discovery.
+    pub tokens: Arc<tokens::Tokens>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
     /// Turns true when the server begins shutting down; long-running watches end on it.

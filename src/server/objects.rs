@@ -70,6 +70,7 @@ pub(super) fn decode_strict(
         "Role" => roundtrip::<rbac::Role>(value, &mut unknown),
         "RoleBinding" => roundtrip::<rbac::RoleBinding>(value, &mut unknown),
         "SelfSubjectReview" => roundtrip::<authn::SelfSubjectReview>(value, &mut unknown),
+        "TokenReview" => roundtrip::<authn::TokenReview>(value, &mut unknown),
         "LocalSubjectAccessReview" => {
             roundtrip::<authz::LocalSubjectAccessReview>(value, &mut unknown)
         }

@@ -152,6 +152,9 @@ pub(super) async fn dispatch(
         "get" => get(&ctx, &headers).await,
         "list" => list(&ctx, &headers).await,
         "create" if ctx.req.name.is_empty() => create(&ctx, &headers, req).await,
+        "create" if ctx.req.subresource == "token" => {
+            super::reviews::token_request(&ctx, req).await
+        }
         "update" => update(&ctx, req).await,
         "patch" => patch_object(&ctx, req).await,
         "delete" => delete(&ctx, req).await,

@@ -25,8 +25,10 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
     let (api_version, kind) = (ctx.resource.api_version(), ctx.resource.kind);
     // The authorization webhook of a kube-apiserver configured with version v1beta1 sends the
     // older shape, where the groups field is called `group`; it is answered in kind.
-    let v1beta1 = kind == "SubjectAccessReview"
-        && body.get("apiVersion").and_then(Value::as_str) == Some(V1BETA1);
+    let v1beta1 = (kind == "SubjectAccessReview"
+        && body.get("apiVersion").and_then(Value::as_str) == Some(V1BETA1))
+        || (kind == "TokenReview"
+            && body.get("apiVersion").and_then(Value::as_str) == Some(AUTHN_V1BETA1));
     if v1beta1 {
         body["apiVersion"] = api_version.clone().into();
         if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut)
@@ -48,6 +50,7 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
     let spec = review.get("spec").cloned().unwrap_or_else(|| json!({}));
     let status = match kind {
         "SelfSubjectReview" => json!({"userInfo": user_info_json(&ctx.user)}),
+        "TokenReview" => token_review(ctx, &spec).await?,
         "SelfSubjectRulesReview" => rules_review(ctx, &spec),
         _ => access_review(ctx, kind, &spec, &mut review)?,
     };
@@ -55,7 +58,9 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
     if let Some(meta) = review.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("creationTimestamp".into(), Value::Null);
     }
-    if v1beta1 {
+    if v1beta1 && kind == "TokenReview" {
+        review["apiVersion"] = AUTHN_V1BETA1.into();
+    } else if v1beta1 {
         review["apiVersion"] = V1BETA1.into();
         if let Some(spec) = review.get_mut("spec").and_then(Value::as_object_mut)
             && let Some(groups) = spec.remove("groups")
@@ -65,7 +70,7 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
     }
     // A SubjectAccessReview is how a kube-apiserver's authorization webhook asks; it expects 200
     // for every well-formed review, whatever the verdict.
-    let code = if kind == "SubjectAccessReview" {
+    let code = if kind == "SubjectAccessReview" || kind == "TokenReview" {
         StatusCode::OK
     } else {
         StatusCode::CREATED
@@ -75,6 +80,183 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
 
 /// The SubjectAccessReview version older kube-apiserver webhooks speak.
 const V1BETA1: &str = "authorization.k8s.io/v1beta1";
+/// The TokenReview version older kube-apiserver webhooks speak.
+const AUTHN_V1BETA1: &str = "authentication.k8s.io/v1beta1";
+
+/// TokenReview: runs the bearer-token authenticators on `spec.token`. Answered 200 whatever the
+/// verdict, as a kube-apiserver token webhook expects.
+async fn token_review(ctx: &Ctx, spec: &Value) -> Result<Value, Status> {
+    let token = spec["token"].as_str().unwrap_or("");
+    if token.is_empty() {
+        return Err(Status::bad_request(
+            "token is required for TokenReview in authentication",
+        ));
+    }
+    if token.len() > portcullis_authn::token_file::MAX_TOKEN_BYTES {
+        return Ok(json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}));
+    }
+    let audiences: Vec<String> = spec["audiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    Ok(
+        match ctx
+            .state
+            .tokens
+            .authenticate(ctx.state.store.as_ref(), token, &audiences)
+            .await
+        {
+            super::tokens::TokenOutcome::User(user, auds) => json!({
+                "authenticated": true,
+                "user": user_info_json(&user.with_authenticated_group()),
+                "audiences": auds,
+            }),
+            super::tokens::TokenOutcome::Invalid(error) => {
+                json!({"authenticated": false, "user": {}, "error": error})
+            }
+        },
+    )
+}
+
+/// TokenRequest (`POST .../serviceaccounts/NAME/token`): signs a bound token for the
+/// ServiceAccount, as `kubectl create token` asks.
+pub(super) async fn token_request(ctx: &Ctx, req: Request) -> ApiResult {
+    let media = media_type(req.headers());
+    let bytes = read_body(req.into_body()).await?;
+    let mut body = decode_object(&media, &bytes)?;
+    if body.get("kind").and_then(Value::as_str) != Some("TokenRequest") {
+        return Err(Status::bad_request(
+            "the body must be an authentication.k8s.io/v1 TokenRequest",
+        )
+        .into());
+    }
+    let name = &ctx.req.name;
+    let namespace = &ctx.req.namespace;
+    let sa_resource = ctx.resource;
+    let sa = ctx
+        .state
+        .store
+        .get(&sa_resource.key(Some(namespace), name))
+        .await
+        .map_err(super::resources::store_error)?
+        .ok_or_else(|| Status::not_found(sa_resource, name))?;
+    let sa: Value = serde_json::from_slice(&sa.value)
+        .map_err(|e| Status::internal(format!("stored service account is corrupt: {e}")))?;
+    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let expiration = spec["expirationSeconds"].as_i64().unwrap_or(3600);
+    if expiration < 600 {
+        return Err(token_invalid(
+            name,
+            "spec.expirationSeconds",
+            &expiration.to_string(),
+            "may not specify a duration less than 10 minutes",
+        )
+        .into());
+    }
+    if expiration > 1 << 32 {
+        return Err(token_invalid(
+            name,
+            "spec.expirationSeconds",
+            &expiration.to_string(),
+            "may not specify a duration larger than 2^32 seconds",
+        )
+        .into());
+    }
+    let mut audiences: Vec<String> = spec["audiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if audiences.is_empty() {
+        audiences = ctx.state.tokens.audiences.clone();
+    }
+    let bound = match spec.get("boundObjectRef").filter(|b| !b.is_null()) {
+        None => None,
+        Some(b) => {
+            let kind = b["kind"].as_str().unwrap_or("");
+            let plural = match kind {
+                "Pod" => "pods",
+                "Secret" => "secrets",
+                other => {
+                    return Err(token_invalid(
+                        name,
+                        "spec.boundObjectRef.kind",
+                        other,
+                        "supported values: \"Pod\", \"Secret\"",
+                    )
+                    .into());
+                }
+            };
+            let bound_name = b["name"].as_str().unwrap_or("");
+            let resource = portcullis_api::registry::lookup("", "v1", plural)
+                .ok_or_else(|| Status::internal("pods are not registered"))?;
+            let obj = ctx
+                .state
+                .store
+                .get(&resource.key(Some(namespace), bound_name))
+                .await
+                .map_err(super::resources::store_error)?
+                .ok_or_else(|| Status::not_found(resource, bound_name))?;
+            let obj: Value =
+                serde_json::from_slice(&obj.value).map_err(|e| Status::internal(e.to_string()))?;
+            let uid = obj
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            if let Some(want) = b["uid"].as_str().filter(|u| !u.is_empty())
+                && want != uid
+            {
+                return Err(Status::conflict(resource, bound_name, &format!("the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated")).into());
+            }
+            Some((kind.to_ascii_lowercase(), bound_name.to_owned(), uid))
+        }
+    };
+    let now = super::tokens::now_seconds();
+    let token = ctx
+        .state
+        .tokens
+        .sign(&portcullis_authn::serviceaccount::TokenRequest {
+            issuer: ctx.state.tokens.issuer.clone(),
+            audiences: audiences.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            uid: sa
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            bound,
+            now,
+            expiration_seconds: expiration as u64,
+            jti: uuid::Uuid::new_v4().to_string(),
+        })
+        .map_err(Status::internal)?;
+    let expires = jiff::Timestamp::from_second(now as i64 + expiration)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    body["apiVersion"] = "authentication.k8s.io/v1".into();
+    body["metadata"] = json!({"name": name, "namespace": namespace, "creationTimestamp": null});
+    body["spec"]["audiences"] = json!(audiences);
+    body["spec"]["expirationSeconds"] = expiration.into();
+    body["status"] = json!({"token": token, "expirationTimestamp": expires});
+    Ok(object_response(StatusCode::CREATED, &body))
+}
+
+fn token_invalid(name: &str, field: &str, value: &str, detail: &str) -> Status {
+    let mut s = Status::bad_request("");
+    s.code = 422;
+    s.reason = "Invalid".into();
+    s.message = format!(
+        "TokenRequest.authentication.k8s.io {name:?} is invalid: {field}: Invalid value: {value}: {detail}"
+    );
+    s
+}
 
 fn user_info_json(user: &UserInfo) -> Value {
     let mut v = json!({"username": user.username, "groups": user.groups});

@@ -1,0 +1,245 @@
+//! Bearer-token authentication at the edge: the token file (reloaded when it changes), and
+//! service-account tokens, whose ServiceAccount, pod or secret must still exist in the store with
+//! the claimed uid. Also TokenRequest (`kubectl create token`) and issuer discovery.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use base64::Engine;
+use portcullis_api::UserInfo;
+use portcullis_api::registry;
+use portcullis_authn::serviceaccount::{Signer, TokenRequest, Verified, Verifier};
+use portcullis_authn::token_file::TokenFile;
+use serde_json::{Value, json};
+
+use crate::storage::Store;
+
+/// Everything bearer-token authentication needs.
+pub struct Tokens {
+    file: ArcSwapOption<TokenFile>,
+    file_path: Option<PathBuf>,
+    salt: [u8; 32],
+    /// Service-account token verification.
+    pub verifier: Verifier,
+    /// Service-account token signing (TokenRequest).
+    pub signer: Signer,
+    /// The issuer tokens are signed as (the first `--service-account-issuer`).
+    pub issuer: String,
+    /// The API audiences.
+    pub audiences: Vec<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of the bearer-token authenticators on one token.
+#[derive(Debug)]
+pub enum TokenOutcome {
+    /// A user.
+    User(UserInfo, Vec<String>),
+    /// The token is not valid; the text is the authenticator's error.
+    Invalid(String),
+}
+
+impl Tokens {
+    /// Builds the token authenticators. `file` is the parsed `--token-auth-file`, if any.
+    pub fn new(
+        file: Option<(PathBuf, TokenFile)>,
+        salt: [u8; 32],
+        verifier: Verifier,
+        signer: Signer,
+        issuer: String,
+        audiences: Vec<String>,
+    ) -> Tokens {
+        let (file_path, file) = match file {
+            Some((p, f)) => (Some(p), Some(Arc::new(f))),
+            None => (None, None),
+        };
+        Tokens {
+            file: ArcSwapOption::new(file),
+            file_path,
+            salt,
+            verifier,
+            signer,
+            issuer,
+            audiences,
+        }
+    }
+
+    /// Polls the token file once a second and swaps in a new table when it changes; a file
+    /// that no longer parses keeps the old table and logs why.
+    pub fn watch_file(self: &Arc<Self>) {
+        let Some(path) = self.file_path.clone() else {
+            return;
+        };
+        let tokens = self.clone();
+        tokio::spawn(async move {
+            let stamp = |p: &PathBuf| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()))
+            };
+            let mut seen = stamp(&path);
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                let parsed = std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        TokenFile::parse(&b, &path.display().to_string(), tokens.salt)
+                            .map_err(|e| e.to_string())
+                    });
+                match parsed {
+                    Ok(f) => {
+                        tracing::info!(path = %path.display(), tokens = f.len(), "token file reloaded");
+                        tokens.file.store(Some(Arc::new(f)));
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "token file rejected; the previous one stays in force")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Runs the bearer-token authenticators in kube-apiserver's order (token file, then
+    /// service-account tokens). `audiences` empty means the API audiences. `Ok(None)`: no
+    /// authenticator recognised the token.
+    pub async fn authenticate(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        audiences: &[String],
+    ) -> TokenOutcome {
+        if let Some(file) = self.file.load().as_ref()
+            && let Some(user) = file.authenticate(token)
+        {
+            return TokenOutcome::User(user, audiences_or(audiences, &self.audiences));
+        }
+        let now = now_seconds();
+        match self.verifier.verify(token, now, audiences) {
+            Ok(Some(v)) => match check_bindings(store, &v, token).await {
+                Ok(()) => TokenOutcome::User(v.user(), v.audiences.clone()),
+                Err(e) => TokenOutcome::Invalid(e),
+            },
+            Ok(None) => TokenOutcome::Invalid("invalid bearer token".to_owned()),
+            Err(e) => TokenOutcome::Invalid(e.to_string()),
+        }
+    }
+
+    /// The OpenID discovery document of the issuer.
+    pub fn openid_configuration(&self) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "jwks_uri": format!("{}/openid/v1/jwks", self.issuer.trim_end_matches('/')),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": self.verifier.keys().algorithms(),
+        })
+    }
+
+    /// Signs a token for a TokenRequest.
+    pub fn sign(&self, request: &TokenRequest) -> Result<String, String> {
+        self.signer.sign(request).map_err(|e| e.to_string())
+    }
+}
+
+fn audiences_or(asked: &[String], api: &[String]) -> Vec<String> {
+    if asked.is_empty() {
+        api.to_vec()
+    } else {
+        asked.to_vec()
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn stored(
+    store: &dyn Store,
+    plural: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, String> {
+    let resource =
+        registry::lookup("", "v1", plural).ok_or_else(|| format!("{plural} are not registered"))?;
+    let kv = store
+        .get(&resource.key(Some(namespace), name))
+        .await
+        .map_err(|e| format!("looking up {plural} {namespace}/{name}: {e}"))?;
+    kv.map(|kv| serde_json::from_slice(&kv.value).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+fn uid_of(v: &Value) -> &str {
+    v.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// The store checks kube-apiserver makes after a service-account token's signature and claims
+/// are valid: the ServiceAccount, and the pod or secret the token is bound to, must exist with
+/// the claimed uids; a legacy token must still be held by its secret.
+async fn check_bindings(store: &dyn Store, v: &Verified, token: &str) -> Result<(), String> {
+    let sa = stored(store, "serviceaccounts", &v.namespace, &v.name)
+        .await?
+        .ok_or_else(|| {
+            format!(
+                "service account {}/{} has been deleted",
+                v.namespace, v.name
+            )
+        })?;
+    if uid_of(&sa) != v.uid {
+        return Err(format!(
+            "service account UID ({}) does not match claim ({})",
+            uid_of(&sa),
+            v.uid
+        ));
+    }
+    if let Some((name, uid)) = &v.pod {
+        let pod = stored(store, "pods", &v.namespace, name)
+            .await?
+            .ok_or_else(|| "service account token has been invalidated".to_owned())?;
+        if uid_of(&pod) != uid {
+            return Err(format!(
+                "pod UID ({}) does not match service account pod ref claim ({uid})",
+                uid_of(&pod)
+            ));
+        }
+    }
+    if let Some((name, uid)) = &v.secret {
+        let secret = stored(store, "secrets", &v.namespace, name)
+            .await?
+            .ok_or_else(|| "service account token has been invalidated".to_owned())?;
+        if v.legacy {
+            let held = secret
+                .pointer("/data/token")
+                .and_then(Value::as_str)
+                .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok());
+            if held.as_deref() != Some(token.as_bytes()) {
+                return Err("service account token has been invalidated".to_owned());
+            }
+        } else if uid_of(&secret) != uid {
+            return Err(format!(
+                "secret UID ({}) does not match service account secret ref claim ({uid})",
+                uid_of(&secret)
+            ));
+        }
+    }
+    Ok(())
+}
