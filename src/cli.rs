@@ -35,7 +35,7 @@ pub enum Command {
     /// With no flags it creates ./portcullis-data with a CA, a serving certificate, an admin
     /// client certificate (group system:masters) and admin.kubeconfig, and stores objects in
     /// an embedded database in the same directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ask whether a user may do something, answered offline from RBAC manifests.
     ///
     /// Examples: `portcullis can-i list pods -n team --as alice -f rbac/`,
@@ -134,6 +134,67 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',', value_name = "AUDIENCE")]
     pub api_audiences: Vec<String>,
 
+    /// LDAP server for HTTP Basic credentials: `ldap://host:port` or `ldaps://host:port`.
+    #[arg(long, value_name = "URL", help_heading = "LDAP")]
+    pub ldap_url: Option<String>,
+
+    /// DN of the service account that searches for users.
+    #[arg(long, value_name = "DN", help_heading = "LDAP")]
+    pub ldap_bind_dn: Option<String>,
+
+    /// File holding the service account's password.
+    #[arg(long, value_name = "FILE", help_heading = "LDAP")]
+    pub ldap_bind_password_file: Option<PathBuf>,
+
+    /// Base DN users are searched under (subtree).
+    #[arg(long, value_name = "DN", help_heading = "LDAP")]
+    pub ldap_user_base_dn: Option<String>,
+
+    /// User filter; `{username}` is replaced by the escaped user name.
+    #[arg(long, default_value = "(uid={username})", help_heading = "LDAP")]
+    pub ldap_user_filter: String,
+
+    /// Base DN groups are searched under (subtree); without it only `memberOf` gives groups.
+    #[arg(long, value_name = "DN", help_heading = "LDAP")]
+    pub ldap_group_base_dn: Option<String>,
+
+    /// Group filter; `{dn}` is the user's DN, `{username}` the user name (both escaped). For
+    /// posixGroups: `(|(member={dn})(memberUid={username}))`.
+    #[arg(long, default_value = "(member={dn})", help_heading = "LDAP")]
+    pub ldap_group_filter: String,
+
+    /// Attribute holding the Kubernetes user name.
+    #[arg(long, default_value = "uid", help_heading = "LDAP")]
+    pub ldap_username_attribute: String,
+
+    /// Attribute holding the user's uid (empty for none).
+    #[arg(long, default_value = "", help_heading = "LDAP")]
+    pub ldap_uid_attribute: String,
+
+    /// Attribute holding a group's name.
+    #[arg(long, default_value = "cn", help_heading = "LDAP")]
+    pub ldap_group_name_attribute: String,
+
+    /// CA bundle (PEM) for `ldaps://` or StartTLS.
+    #[arg(long, value_name = "FILE", help_heading = "LDAP")]
+    pub ldap_ca_file: Option<PathBuf>,
+
+    /// Use StartTLS on an `ldap://` URL.
+    #[arg(long, help_heading = "LDAP")]
+    pub ldap_start_tls: bool,
+
+    /// Timeout of the connect and of every LDAP operation.
+    #[arg(long, default_value = "5s", value_parser = crate::duration::flag, help_heading = "LDAP")]
+    pub ldap_timeout: std::time::Duration,
+
+    /// How long a successful LDAP login is cached.
+    #[arg(long, default_value = "60s", value_parser = crate::duration::flag, help_heading = "LDAP")]
+    pub ldap_cache_ttl: std::time::Duration,
+
+    /// How long a failed LDAP login is cached.
+    #[arg(long, default_value = "5s", value_parser = crate::duration::flag, help_heading = "LDAP")]
+    pub ldap_failure_cache_ttl: std::time::Duration,
+
     /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
     /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
     /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
@@ -173,7 +234,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(serve(args))?;
+            runtime.block_on(serve(*args))?;
             Ok(0)
         }
     }
@@ -256,9 +317,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let tokens = Arc::new(build_tokens(&args)?);
+    let ldap = build_ldap(&args)?.map(Arc::new);
     tokens.watch_file();
     let state = AppState {
         tokens,
+        ldap,
         store: store.clone(),
         x509: Arc::new(x509),
         rbac,
@@ -300,6 +363,83 @@ fn authz_webhook_config(args: &WebhookConfigArgs) -> Result<String> {
         b64(&cert),
         b64(&key),
     ))
+}
+
+/// The LDAP authenticator, when `--ldap-url` is given.
+fn build_ldap(args: &ServeArgs) -> Result<Option<portcullis_authn::ldap::LdapAuthenticator>> {
+    let Some(url) = args.ldap_url.clone() else {
+        return Ok(None);
+    };
+    if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+        bail!("--ldap-url must start with ldap:// or ldaps://, got `{url}`");
+    }
+    let bind_dn = args
+        .ldap_bind_dn
+        .clone()
+        .context("--ldap-bind-dn is required with --ldap-url")?;
+    let password_file = args
+        .ldap_bind_password_file
+        .clone()
+        .context("--ldap-bind-password-file is required with --ldap-url")?;
+    let bind_password = std::fs::read_to_string(&password_file)
+        .with_context(|| format!("--ldap-bind-password-file `{}`", password_file.display()))?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    if bind_password.is_empty() {
+        bail!(
+            "--ldap-bind-password-file `{}` is empty",
+            password_file.display()
+        );
+    }
+    let user_base_dn = args
+        .ldap_user_base_dn
+        .clone()
+        .context("--ldap-user-base-dn is required with --ldap-url")?;
+    if !args.ldap_user_filter.contains("{username}") {
+        bail!("--ldap-user-filter must contain {{username}}");
+    }
+    let tls = match &args.ldap_ca_file {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in tls::read_certs(ca)? {
+                roots
+                    .add(cert)
+                    .with_context(|| format!("--ldap-ca-file `{}`", ca.display()))?;
+            }
+            Some(Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+            ))
+        }
+        None => None,
+    };
+    let mut salt = [0u8; 32];
+    salt[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    salt[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    Ok(Some(portcullis_authn::ldap::LdapAuthenticator::new(
+        portcullis_authn::ldap::LdapConfig {
+            url,
+            bind_dn,
+            bind_password,
+            user_base_dn,
+            user_filter: args.ldap_user_filter.clone(),
+            group_base_dn: args.ldap_group_base_dn.clone().unwrap_or_default(),
+            group_filter: args.ldap_group_filter.clone(),
+            username_attribute: args.ldap_username_attribute.clone(),
+            uid_attribute: args.ldap_uid_attribute.clone(),
+            group_name_attribute: args.ldap_group_name_attribute.clone(),
+            start_tls: args.ldap_start_tls,
+            tls,
+            timeout: args.ldap_timeout,
+            success_ttl: args.ldap_cache_ttl,
+            failure_ttl: args.ldap_failure_cache_ttl,
+        },
+        salt,
+    )))
 }
 
 /// The bearer-token authenticators from the flags (and the data directory's signing key).

@@ -19,6 +19,7 @@
     )
 )]
 
+pub mod ldap;
 pub mod serviceaccount;
 pub mod token_file;
 pub mod x509;

@@ -123,6 +123,7 @@ pub(super) async fn authenticate(
             }
         }
         (Ok(None), Bearer::TooLong) => Err(()),
+        (Ok(None), Bearer::Absent) => basic_credentials(&state, &mut req).await,
         (verdict, _) => verdict,
     };
     let user = match verdict {
@@ -140,6 +141,49 @@ pub(super) async fn authenticate(
     };
     req.extensions_mut().insert(user);
     next.run(req).await
+}
+
+/// HTTP Basic credentials, checked against LDAP when it is configured. No Basic header: not
+/// attempted. A Basic header without LDAP, or any failure: 401 (logged without the password).
+async fn basic_credentials(state: &AppState, req: &mut Request) -> Result<Option<UserInfo>, ()> {
+    let Some(value) = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    let value = value.trim();
+    let Some(encoded) = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, rest)| rest.trim())
+    else {
+        return Ok(None);
+    };
+    let Some(ldap) = &state.ldap else {
+        tracing::info!("Basic credentials sent but no LDAP server is configured");
+        return Err(());
+    };
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    let Some((username, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        tracing::info!("malformed Basic credentials");
+        return Err(());
+    };
+    match ldap.authenticate(username, password).await {
+        Ok(user) => {
+            req.headers_mut().remove(axum::http::header::AUTHORIZATION);
+            Ok(Some(user.with_authenticated_group()))
+        }
+        Err(e) => {
+            tracing::info!(user = %username, error = %e, "LDAP login rejected");
+            Err(())
+        }
+    }
 }
 
 /// The connection's client-certificate verdict: verified once, then reused by the connection's

@@ -50,6 +50,8 @@ pub struct AppState {
     pub rbac: Arc<Rbac>,
     /// Bearer-token authenticators, TokenRequest signing and issuer discovery.
     pub tokens: Arc<tokens::Tokens>,
+    /// The LDAP authenticator for HTTP Basic credentials, when configured.
+    pub ldap: Option<Arc<portcullis_authn::ldap::LdapAuthenticator>>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
     /// Turns true when the server begins shutting down; long-running watches end on it.

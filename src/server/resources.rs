@@ -47,7 +47,7 @@ pub(super) async fn handle(State(state): State<AppState>, req: Request) -> Respo
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
-    let timeout = match query.get("timeout").map(parse_duration) {
+    let timeout = match query.get("timeout").map(crate::duration::parse) {
         None => DEFAULT_TIMEOUT,
         Some(Some(d)) => d.min(DEFAULT_TIMEOUT),
         Some(None) => {
@@ -1021,47 +1021,9 @@ pub(super) fn store_error(e: StoreError) -> Status {
     }
 }
 
-/// Parses a Go duration of the forms clients send (`30s`, `1m0s`, `500ms`, `2h`).
-fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (num, tail) = rest.split_at(split);
-        let n: f64 = num.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        total += n * match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = tail;
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m0s"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("abc"), None);
-        assert_eq!(parse_duration("5x"), None);
-    }
 
     #[test]
     fn continue_tokens_cannot_leave_their_listing() {

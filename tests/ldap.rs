@@ -1,0 +1,120 @@
+//! LDAP (search-then-bind) against a real slapd: users and groups, hostile credentials, a
+//! stopped server (fail closed, cached users keep working), a server that never answers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Gateway;
+use common::ldap::Slapd;
+use serde_json::{Value, json};
+
+fn gateway_for(url: &str, extra: &[&str]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("ldap-password");
+    std::fs::write(&pw, "reader-secret\n").unwrap();
+    let pw = pw.to_string_lossy().into_owned();
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "--ldap-url",
+        url,
+        "--ldap-bind-dn",
+        "cn=reader,dc=example,dc=org",
+        "--ldap-bind-password-file",
+        &pw,
+        "--ldap-user-base-dn",
+        "ou=people,dc=example,dc=org",
+        "--ldap-group-base-dn",
+        "ou=groups,dc=example,dc=org",
+        "--ldap-group-filter",
+        "(|(member={dn})(memberUid={username}))",
+        "--ldap-uid-attribute",
+        "uidNumber",
+        "--ldap-timeout",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    Gateway::start_in(dir, data, &args)
+}
+
+async fn whoami(gw: &Gateway, user: &str, password: &str) -> (u16, Value) {
+    let r = gw
+        .client_with_identity(None)
+        .post(format!(
+            "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            gw.url
+        ))
+        .basic_auth(user, Some(password))
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_users_get_their_groups_and_hostile_credentials_get_nothing() {
+    let mut slapd = Slapd::start();
+    let gw = gateway_for(&slapd.url, &[]);
+
+    let (code, me) = whoami(&gw, "alice", "alice-secret").await;
+    assert_eq!(code, 201, "{me}");
+    assert_eq!(
+        me["status"]["userInfo"],
+        json!({"username": "alice", "uid": "1001", "groups": ["devs", "ops", "unix", "system:authenticated"]})
+    );
+    let (code, me) = whoami(&gw, "bob", "bob-secret").await;
+    assert_eq!(code, 201, "{me}");
+    assert_eq!(
+        me["status"]["userInfo"]["groups"],
+        json!(["devs", "system:authenticated"])
+    );
+
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("alice", ""),
+        ("nobody", "x"),
+        ("*", "alice-secret"),
+        ("alice)(uid=*", "alice-secret"),
+        ("*)(|(uid=*", "x"),
+        ("alice\0", "alice-secret"),
+        ("", "x"),
+    ] {
+        let (code, _) = whoami(&gw, user, password).await;
+        assert_eq!(code, 401, "{user:?}/{password:?}");
+    }
+
+    // The server goes away: a cached user keeps working until the TTL, others fail closed.
+    slapd.stop();
+    let (code, _) = whoami(&gw, "alice", "alice-secret").await;
+    assert_eq!(code, 201);
+    let started = Instant::now();
+    let (code, _) = whoami(&gw, "alice", "other-password").await;
+    assert_eq!(code, 401);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ldap_server_that_never_answers_times_out_into_a_401() {
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", listener.local_addr().unwrap());
+    let hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(8) {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let gw = gateway_for(&url, &[]);
+    let started = Instant::now();
+    let (code, _) = whoami(&gw, "alice", "alice-secret").await;
+    assert_eq!(code, 401);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(hold);
+}
