@@ -4,6 +4,7 @@
 //! request path: request attributes → metrics → authentication → authorization → handler
 //! (discovery, OpenAPI, health, or the resource handlers over the store).
 
+mod admission;
 mod body;
 mod discovery;
 mod filters;

@@ -530,6 +530,8 @@ async fn create(ctx: &Ctx, headers: &HeaderMap, req: Request) -> ApiResult {
         }
     }
     objects::prepare_create(ctx.resource, &mut obj, ctx.now);
+    let mut warnings = warnings;
+    warnings.extend(super::admission::check(ctx, &obj, None).await?);
     if rbac_writes::is_rbac(ctx.resource) {
         rbac_writes::validate(ctx.resource, &obj, None)?;
         rbac_writes::check_escalation(
@@ -608,6 +610,8 @@ async fn read_modify_write(
         if new == cur {
             return Ok(with_warnings(respond_object(ctx, cur), &warnings));
         }
+        let admission_warnings = super::admission::check(ctx, &new, Some(&cur)).await?;
+        let warnings: Vec<String> = warnings.iter().cloned().chain(admission_warnings).collect();
         if rbac_writes::is_rbac(ctx.resource) {
             rbac_writes::validate(ctx.resource, &new, Some(&cur))?;
             rbac_writes::check_escalation(
