@@ -46,6 +46,13 @@ pub enum Command {
     ///
     /// Example: `portcullis who-can delete secrets -n team -f rbac/`.
     WhoCan(crate::offline::WhoCanArgs),
+    /// kubectl exec credential plugin for LDAP users: exchanges LDAP credentials for a token.
+    ///
+    /// Use it in a kubeconfig user entry: `exec: {apiVersion: client.authentication.k8s.io/v1,
+    /// command: portcullis, args: [credential], provideClusterInfo: true, interactiveMode:
+    /// IfAvailable}`. It reads PORTCULLIS_USERNAME / PORTCULLIS_PASSWORD or asks on the terminal,
+    /// and caches the token until it expires.
+    Credential,
     /// Print the kubeconfig-format file a kube-apiserver takes to use portcullis as a webhook.
     #[command(subcommand)]
     WebhookConfig(WebhookConfig),
@@ -223,6 +230,7 @@ pub enum LogFormat {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::CanI(args) => crate::offline::can_i(&args),
+        Command::Credential => crate::credential::run(),
         Command::WhoCan(args) => crate::offline::who_can(&args),
         Command::WebhookConfig(WebhookConfig::Authz(args)) => {
             print!("{}", authz_webhook_config(&args)?);

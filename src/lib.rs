@@ -6,6 +6,7 @@
 //! tables, OpenAPI) kube-apiserver clients expect.
 
 pub mod cli;
+pub mod credential;
 pub mod duration;
 pub mod offline;
 pub mod openapi;

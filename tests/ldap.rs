@@ -118,3 +118,105 @@ async fn an_ldap_server_that_never_answers_times_out_into_a_401() {
     );
     drop(hold);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_in_through_the_exec_plugin_and_login_tokens_pass_token_review() {
+    let slapd = Slapd::start();
+    let gw = gateway_for(&slapd.url, &[]);
+
+    // POST /login with Basic credentials gives a token; TokenReview accepts it.
+    let r = gw
+        .client_with_identity(None)
+        .post(format!("{}/login", gw.url))
+        .basic_auth("alice", Some("alice-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cred: Value = r.json().await.unwrap();
+    assert_eq!(cred["kind"], "ExecCredential");
+    let token = cred["status"]["token"].as_str().unwrap().to_owned();
+    let review: Value = gw
+        .admin_client()
+        .post(format!("{}/apis/authentication.k8s.io/v1/tokenreviews", gw.url))
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(review["status"]["authenticated"], true, "{review}");
+    assert_eq!(review["status"]["user"]["username"], "alice");
+    assert_eq!(
+        review["status"]["user"]["groups"],
+        json!(["devs", "ops", "unix", "system:authenticated"])
+    );
+    // A login token cannot log in again, and /login refuses other credentials.
+    let r = gw
+        .admin_client()
+        .post(format!("{}/login", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // kubectl with an exec user entry: the plugin calls /login and kubectl uses the token.
+    let admin = std::fs::read_to_string(gw.kubeconfig()).unwrap();
+    let config: Value = serde_saphyr::from_str(&admin).unwrap();
+    let cluster = &config["clusters"][0]["cluster"];
+    let kubeconfig = gw.dir.path().join("ldap.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: p\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: alice\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [credential]\n      provideClusterInfo: true\n      interactiveMode: Never\ncontexts:\n- name: c\n  context: {{cluster: p, user: alice}}\ncurrent-context: c\n",
+            cluster["server"].as_str().unwrap(),
+            cluster["certificate-authority-data"].as_str().unwrap(),
+            env!("CARGO_BIN_EXE_portcullis"),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::kubectl_binary())
+        .args(["--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["auth", "whoami"])
+        .env("HOME", gw.dir.path())
+        .env("PORTCULLIS_USERNAME", "alice")
+        .env("PORTCULLIS_PASSWORD", "alice-secret")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("Username") && l.ends_with("alice")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("devs") && stdout.contains("unix"),
+        "{stdout}"
+    );
+    // The token was cached: a second run needs no password.
+    let out = std::process::Command::new(common::kubectl_binary())
+        .args(["--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["auth", "whoami"])
+        .env("HOME", gw.dir.path())
+        .env("PORTCULLIS_USERNAME", "alice")
+        .env_remove("PORTCULLIS_PASSWORD")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -543,6 +543,109 @@ impl Verifier {
     }
 }
 
+/// The issuer of the gateway's own login tokens (`POST /login`).
+pub const LOGIN_ISSUER: &str = "portcullis/login";
+
+impl KeySet {
+    /// Verifies a login token the gateway issued (`POST /login`): signature by one of the keys,
+    /// issuer [`LOGIN_ISSUER`], not expired (60 s leeway), audiences intersecting `audiences`.
+    /// `Ok(None)`: not a login token.
+    pub fn verify_login(
+        &self,
+        token: &str,
+        now: u64,
+        audiences: &[String],
+    ) -> Result<Option<(UserInfo, Vec<String>)>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Ok(None);
+        }
+        let mut parts = token.split('.');
+        let (Some(_), Some(payload), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(None);
+        };
+        let iss = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Peek>(&b).ok())
+            .map(|p| p.iss);
+        if iss.as_deref() != Some(LOGIN_ISSUER) {
+            return Ok(None);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Signature)?;
+        let key = match &header.kid {
+            Some(kid) => self.keys.iter().find(|k| &k.kid == kid),
+            None => None,
+        }
+        .ok_or(TokenError::NoKeys)?;
+        if !key.family.accepts(header.alg) {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_aud = false;
+        // Times are checked below against the `now` the caller passes, not the system clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.set_issuer(&[LOGIN_ISSUER]);
+        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Signature,
+                _ => TokenError::Claims(e.to_string()),
+            },
+        )?;
+        let claims = data.claims;
+        let null = Value::Null;
+        let field = |k: &str| claims.get(k).unwrap_or(&null);
+        let late = |t: &Value| {
+            t.as_u64()
+                .is_some_and(|t| t > now.saturating_add(LEEWAY_SECONDS))
+        };
+        if field("exp")
+            .as_u64()
+            .is_none_or(|exp| now > exp.saturating_add(LEEWAY_SECONDS))
+        {
+            return Err(TokenError::Expired);
+        }
+        if late(field("nbf")) {
+            return Err(TokenError::NotYetValid);
+        }
+        if late(field("iat")) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        let token_aud: Vec<String> = field("aud")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        let accepted: Vec<String> = token_aud
+            .iter()
+            .filter(|a| audiences.contains(a))
+            .cloned()
+            .collect();
+        if accepted.is_empty() {
+            return Err(TokenError::Audience {
+                token: token_aud.join(","),
+                target: audiences.join(","),
+            });
+        }
+        let user: UserInfo = serde_json::from_value(field("portcullis.dev/user").clone())
+            .map_err(|e| TokenError::Claims(format!("login token user: {e}")))?;
+        if user.username.is_empty() || Some(user.username.as_str()) != field("sub").as_str() {
+            return Err(TokenError::Claims(
+                "login token user does not match sub".into(),
+            ));
+        }
+        Ok(Some((user, accepted)))
+    }
+}
+
 /// Signs bound service-account tokens (TokenRequest).
 pub struct Signer {
     kid: String,
@@ -607,6 +710,13 @@ impl Signer {
             alg,
             key,
         })
+    }
+
+    /// Signs arbitrary claims with this key (the gateway's own login tokens).
+    pub fn sign_claims(&self, claims: &Value) -> Result<String, TokenError> {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| TokenError::Key(e.to_string()))
     }
 
     /// Signs a bound token.

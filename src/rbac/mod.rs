@@ -175,6 +175,28 @@ pub async fn read_policy(store: &dyn Store) -> Result<Policy> {
 /// annotations are added back, as kube-apiserver does on every start.
 pub async fn bootstrap(store: &dyn Store) -> Result<()> {
     let mut policy = bootstrap::policy().context("reading the built-in bootstrap policy")?;
+    // portcullis' own: every authenticated user may exchange LDAP credentials for a token.
+    policy.cluster_roles.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": "portcullis:login",
+            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
+            "annotations": {AUTOUPDATE: "true"},
+        },
+        "rules": [{"verbs": ["post"], "nonResourceURLs": ["/login"]}],
+    }));
+    policy.cluster_role_bindings.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": "portcullis:login",
+            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
+            "annotations": {AUTOUPDATE: "true"},
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "portcullis:login"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}],
+    }));
     // portcullis' own addition: kube-apiservers using it as a webhook present certificates of
     // this group (see `portcullis webhook-config`), which may ask reviews and nothing else.
     policy.cluster_role_bindings.push(json!({

@@ -37,6 +37,7 @@ pub(super) fn routes() -> Router<AppState> {
             get(openid_configuration),
         )
         .route("/openid/v1/jwks", get(jwks))
+        .route("/login", axum::routing::post(login))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
 }
@@ -223,6 +224,38 @@ async fn jwks(State(state): State<AppState>) -> Response {
     );
     r
 }
+
+/// `POST /login`: exchanges LDAP credentials (HTTP Basic) for a short-lived token that
+/// authenticates at the gateway and through TokenReview (`portcullis credential` calls it).
+async fn login(
+    State(state): State<AppState>,
+    method: Option<axum::Extension<super::filters::AuthMethod>>,
+    user: Option<axum::Extension<portcullis_api::UserInfo>>,
+) -> Response {
+    let (Some(axum::Extension(super::filters::AuthMethod::Ldap)), Some(axum::Extension(user))) =
+        (method, user)
+    else {
+        return status_response(&Status::bad_request(
+            "login takes LDAP credentials as HTTP Basic authentication",
+        ));
+    };
+    match state.tokens.issue_login(&user, LOGIN_TOKEN_SECONDS) {
+        Ok((token, exp)) => {
+            let expires = jiff::Timestamp::from_second(exp as i64)
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default();
+            object_response(
+                StatusCode::OK,
+                &json!({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+                        "status": {"token": token, "expirationTimestamp": expires}}),
+            )
+        }
+        Err(e) => status_response(&Status::internal(e)),
+    }
+}
+
+/// How long a `/login` token lives.
+const LOGIN_TOKEN_SECONDS: u64 = 3600;
 
 async fn openapi_index() -> Response {
     object_response(StatusCode::OK, &openapi::index())

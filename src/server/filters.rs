@@ -143,6 +143,13 @@ pub(super) async fn authenticate(
     next.run(req).await
 }
 
+/// Which authenticator named the user (for `/login`, metrics and audit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AuthMethod {
+    /// HTTP Basic credentials checked against LDAP.
+    Ldap,
+}
+
 /// HTTP Basic credentials, checked against LDAP when it is configured. No Basic header: not
 /// attempted. A Basic header without LDAP, or any failure: 401 (logged without the password).
 async fn basic_credentials(state: &AppState, req: &mut Request) -> Result<Option<UserInfo>, ()> {
@@ -177,6 +184,7 @@ async fn basic_credentials(state: &AppState, req: &mut Request) -> Result<Option
     match ldap.authenticate(username, password).await {
         Ok(user) => {
             req.headers_mut().remove(axum::http::header::AUTHORIZATION);
+            req.extensions_mut().insert(AuthMethod::Ldap);
             Ok(Some(user.with_authenticated_group()))
         }
         Err(e) => {

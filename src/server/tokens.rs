@@ -128,13 +128,45 @@ impl Tokens {
         }
         let now = now_seconds();
         match self.verifier.verify(token, now, audiences) {
-            Ok(Some(v)) => match check_bindings(store, &v, token).await {
-                Ok(()) => TokenOutcome::User(v.user(), v.audiences.clone()),
-                Err(e) => TokenOutcome::Invalid(e),
-            },
+            Ok(Some(v)) => {
+                return match check_bindings(store, &v, token).await {
+                    Ok(()) => TokenOutcome::User(v.user(), v.audiences.clone()),
+                    Err(e) => TokenOutcome::Invalid(e),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return TokenOutcome::Invalid(e.to_string()),
+        }
+        let audiences = audiences_or(audiences, &self.audiences);
+        match self.verifier.keys().verify_login(token, now, &audiences) {
+            Ok(Some((user, auds))) => TokenOutcome::User(user, auds),
             Ok(None) => TokenOutcome::Invalid("invalid bearer token".to_owned()),
             Err(e) => TokenOutcome::Invalid(e.to_string()),
         }
+    }
+
+    /// Issues a login token (`POST /login`) for a user authenticated by LDAP: signed with the
+    /// service-account signing key, issuer `portcullis/login`, valid for `ttl` seconds.
+    pub fn issue_login(&self, user: &UserInfo, ttl: u64) -> Result<(String, u64), String> {
+        let now = now_seconds();
+        let mut user = user.clone();
+        user.groups
+            .retain(|g| g != portcullis_api::user::SYSTEM_AUTHENTICATED);
+        let claims = json!({
+            "iss": portcullis_authn::serviceaccount::LOGIN_ISSUER,
+            "sub": user.username,
+            "aud": self.audiences,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "portcullis.dev/user": user,
+        });
+        let token = self
+            .signer
+            .sign_claims(&claims)
+            .map_err(|e| e.to_string())?;
+        Ok((token, now + ttl))
     }
 
     /// The OpenID discovery document of the issuer.

@@ -222,3 +222,59 @@ fn wrong_kid_and_tampered_payload_are_refused() {
         Err(TokenError::Signature)
     ));
 }
+
+#[test]
+fn login_tokens_verify_with_their_user_and_expire() {
+    let f = fixture();
+    let claims = |exp: u64, aud: &str| {
+        json!({"iss": LOGIN_ISSUER, "sub": "alice", "aud": [aud], "iat": NOW, "nbf": NOW, "exp": exp,
+               "portcullis.dev/user": {"username": "alice", "groups": ["devs"]}})
+    };
+    let token = f.signer.sign_claims(&claims(NOW + 3600, ISS)).unwrap();
+    let (user, auds) = f
+        .verifier
+        .keys()
+        .verify_login(&token, NOW, &[ISS.into()])
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            user.username.as_str(),
+            user.groups.as_slice(),
+            auds.as_slice()
+        ),
+        ("alice", &["devs".to_owned()][..], &[ISS.to_owned()][..])
+    );
+    assert!(matches!(
+        f.verifier
+            .keys()
+            .verify_login(&token, NOW + 3700, &[ISS.into()]),
+        Err(TokenError::Expired)
+    ));
+    assert!(matches!(
+        f.verifier
+            .keys()
+            .verify_login(&token, NOW, &["other".into()]),
+        Err(TokenError::Audience { .. })
+    ));
+    // A service-account token is not a login token, and the reverse.
+    let sa = f.signer.sign(&request()).unwrap();
+    assert!(
+        f.verifier
+            .keys()
+            .verify_login(&sa, NOW, &[ISS.into()])
+            .unwrap()
+            .is_none()
+    );
+    assert!(f.verifier.verify(&token, NOW, &[]).unwrap().is_none());
+    // sub must name the embedded user.
+    let mut forged = claims(NOW + 3600, ISS);
+    forged["sub"] = json!("root");
+    let forged = f.signer.sign_claims(&forged).unwrap();
+    assert!(
+        f.verifier
+            .keys()
+            .verify_login(&forged, NOW, &[ISS.into()])
+            .is_err()
+    );
+}
