@@ -67,6 +67,9 @@ pub enum WebhookConfig {
     /// which the bootstrap policy binds to `system:auth-delegator`) from the data directory's CA
     /// and embeds it, with the CA that signed portcullis' serving certificate.
     Authz(WebhookConfigArgs),
+    /// For `--authentication-token-webhook-config-file` (use with
+    /// `--authentication-token-webhook-version=v1`): kube-apiserver asks portcullis TokenReviews.
+    Authn(WebhookConfigArgs),
 }
 
 /// Flags of `portcullis webhook-config`.
@@ -233,7 +236,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Credential => crate::credential::run(),
         Command::WhoCan(args) => crate::offline::who_can(&args),
         Command::WebhookConfig(WebhookConfig::Authz(args)) => {
-            print!("{}", authz_webhook_config(&args)?);
+            print!("{}", webhook_config(&args, WebhookKind::Authz)?);
+            Ok(0)
+        }
+        Command::WebhookConfig(WebhookConfig::Authn(args)) => {
+            print!("{}", webhook_config(&args, WebhookKind::Authn)?);
             Ok(0)
         }
         Command::Serve(args) => {
@@ -350,21 +357,37 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn authz_webhook_config(args: &WebhookConfigArgs) -> Result<String> {
+/// Which kube-apiserver webhook a configuration is for.
+#[derive(Clone, Copy, Debug)]
+enum WebhookKind {
+    Authn,
+    Authz,
+}
+
+fn webhook_config(args: &WebhookConfigArgs, kind: WebhookKind) -> Result<String> {
     use base64::Engine;
     let url = args.server.trim_end_matches('/');
     if !url.starts_with("https://") {
         bail!("--server must be an https:// URL, got `{}`", args.server);
     }
-    let (cert, key, ca) = pki::issue_client_certificate(
-        &args.data_dir,
-        "kube-apiserver-authz-webhook",
-        Some(crate::rbac::WEBHOOK_CALLERS),
-    )?;
+    let (user, path, flags) = match kind {
+        WebhookKind::Authz => (
+            "kube-apiserver-authz-webhook",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            "--authorization-webhook-config-file=<this file> --authorization-webhook-version=v1",
+        ),
+        WebhookKind::Authn => (
+            "kube-apiserver-authn-webhook",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "--authentication-token-webhook-config-file=<this file> --authentication-token-webhook-version=v1",
+        ),
+    };
+    let (cert, key, ca) =
+        pki::issue_client_certificate(&args.data_dir, user, Some(crate::rbac::WEBHOOK_CALLERS))?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     Ok(format!(
-        "# kube-apiserver --authorization-webhook-config-file=<this file> --authorization-webhook-version=v1\n\
-         apiVersion: v1\nkind: Config\nclusters:\n- name: portcullis\n  cluster:\n    server: {url}/apis/authorization.k8s.io/v1/subjectaccessreviews\n    certificate-authority-data: {}\n\
+        "# kube-apiserver {flags}\n\
+         apiVersion: v1\nkind: Config\nclusters:\n- name: portcullis\n  cluster:\n    server: {url}{path}\n    certificate-authority-data: {}\n\
          users:\n- name: kube-apiserver\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n\
          contexts:\n- name: webhook\n  context:\n    cluster: portcullis\n    user: kube-apiserver\ncurrent-context: webhook\n",
         b64(&ca),

@@ -168,4 +168,48 @@ async fn token_file_users_and_hostile_tokens() {
     }
     let review = token_review(&gw, &none).await;
     assert_eq!(review["status"]["authenticated"], false, "{review}");
+
+    // As kube-apiserver's token webhook: the identity `webhook-config authn` issues, a v1beta1
+    // review, answered 200 in v1beta1.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["webhook-config", "authn", "--server", &gw.url, "--data-dir"])
+        .arg(&gw.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value = serde_saphyr::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let server = config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        server,
+        format!("{}/apis/authentication.k8s.io/v1/tokenreviews", gw.url)
+    );
+    let decode = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(config["users"][0]["user"][k].as_str().unwrap())
+            .unwrap()
+    };
+    let (cert, key) = (
+        gw.dir.path().join("authn.crt"),
+        gw.dir.path().join("authn.key"),
+    );
+    std::fs::write(&cert, decode("client-certificate-data")).unwrap();
+    std::fs::write(&key, decode("client-key-data")).unwrap();
+    let r = gw
+        .client_with_identity(Some((&cert, &key)))
+        .post(&server)
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1beta1", "kind": "TokenReview", "spec": {"token": "s3cret-token"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["apiVersion"], "authentication.k8s.io/v1beta1");
+    assert_eq!(body["status"]["user"]["username"], "jane", "{body}");
 }

@@ -164,6 +164,15 @@ pub(super) async fn dispatch(
     // An RBAC write (or a namespace deletion, which removes roles and bindings) is in force for
     // the very next request: the snapshot is rebuilt before the write is answered.
     let writes = !matches!(ctx.req.verb.as_str(), "get" | "list" | "watch");
+    // Tokens bound to what changed are checked afresh on their next use.
+    if writes
+        && matches!(
+            resource.plural,
+            "serviceaccounts" | "secrets" | "pods" | "namespaces"
+        )
+    {
+        ctx.state.tokens.invalidate();
+    }
     if writes
         && (rbac_writes::is_rbac(resource) || resource.plural == "namespaces")
         && result.as_ref().is_ok_and(|r| r.status().is_success())

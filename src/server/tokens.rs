@@ -28,7 +28,14 @@ pub struct Tokens {
     pub issuer: String,
     /// The API audiences.
     pub audiences: Vec<String>,
+    /// Successful JWT verdicts, by salted digest of (token, audiences), for [`CACHE_TTL`]: as
+    /// kube-apiserver's token cache, so a client reusing a token pays the signature check and
+    /// the store lookups once per TTL. Failures are not cached.
+    cache: moka::future::Cache<[u8; 32], (UserInfo, Vec<String>)>,
 }
+
+/// How long a verified JWT is trusted without checking it again (kube-apiserver uses 10 s).
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +76,10 @@ impl Tokens {
             signer,
             issuer,
             audiences,
+            cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(CACHE_TTL)
+                .build(),
         }
     }
 
@@ -126,6 +137,33 @@ impl Tokens {
         {
             return TokenOutcome::User(user, audiences_or(audiences, &self.audiences));
         }
+        let key = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(self.salt);
+            h.update(token.as_bytes());
+            for a in audiences {
+                h.update([0]);
+                h.update(a.as_bytes());
+            }
+            <[u8; 32]>::from(h.finalize())
+        };
+        if let Some((user, auds)) = self.cache.get(&key).await {
+            return TokenOutcome::User(user, auds);
+        }
+        let outcome = self.verify_jwt(store, token, audiences).await;
+        if let TokenOutcome::User(user, auds) = &outcome {
+            self.cache.insert(key, (user.clone(), auds.clone())).await;
+        }
+        outcome
+    }
+
+    async fn verify_jwt(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        audiences: &[String],
+    ) -> TokenOutcome {
         let now = now_seconds();
         match self.verifier.verify(token, now, audiences) {
             Ok(Some(v)) => {
@@ -167,6 +205,12 @@ impl Tokens {
             .sign_claims(&claims)
             .map_err(|e| e.to_string())?;
         Ok((token, now + ttl))
+    }
+
+    /// Forgets every cached JWT verdict: called after a ServiceAccount, Secret, Pod or Namespace
+    /// changed, so a deleted binding invalidates its tokens at once rather than after the TTL.
+    pub fn invalidate(&self) {
+        self.cache.invalidate_all();
     }
 
     /// The OpenID discovery document of the issuer.
