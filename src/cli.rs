@@ -140,6 +140,11 @@ pub struct ServeArgs {
     )]
     pub service_account_issuers: Vec<String>,
 
+    /// How long a verified service-account or login token is trusted before it is verified
+    /// again (0s turns the cache off).
+    #[arg(long, default_value = "10s", value_parser = crate::duration::flag)]
+    pub token_cache_ttl: std::time::Duration,
+
     /// Audiences the API accepts for tokens (comma-separated; default: the first issuer).
     #[arg(long, value_delimiter = ',', value_name = "AUDIENCE")]
     pub api_audiences: Vec<String>,
@@ -523,7 +528,13 @@ fn build_tokens(args: &ServeArgs) -> Result<crate::server::tokens::Tokens> {
         audiences.clone(),
     );
     Ok(crate::server::tokens::Tokens::new(
-        file, salt, verifier, signer, issuer, audiences,
+        file,
+        salt,
+        verifier,
+        signer,
+        issuer,
+        audiences,
+        args.token_cache_ttl,
     ))
 }
 

@@ -28,13 +28,15 @@ pub struct Tokens {
     pub issuer: String,
     /// The API audiences.
     pub audiences: Vec<String>,
-    /// Successful JWT verdicts, by salted digest of (token, audiences), for [`CACHE_TTL`]: as
+    /// Successful JWT verdicts, by salted digest of (token, audiences), for the cache TTL
+    /// (`--token-cache-ttl`, default [`CACHE_TTL`]; 0 turns it off): as
     /// kube-apiserver's token cache, so a client reusing a token pays the signature check and
     /// the store lookups once per TTL. Failures are not cached.
     cache: moka::future::Cache<[u8; 32], (UserInfo, Vec<String>)>,
 }
 
-/// How long a verified JWT is trusted without checking it again (kube-apiserver uses 10 s).
+/// How long a verified JWT is trusted by default without checking it again (kube-apiserver
+/// uses 10 s).
 pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Tokens {
@@ -63,6 +65,7 @@ impl Tokens {
         signer: Signer,
         issuer: String,
         audiences: Vec<String>,
+        cache_ttl: std::time::Duration,
     ) -> Tokens {
         let (file_path, file) = match file {
             Some((p, f)) => (Some(p), Some(Arc::new(f))),
@@ -77,8 +80,8 @@ impl Tokens {
             issuer,
             audiences,
             cache: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(CACHE_TTL)
+                .max_capacity(if cache_ttl.is_zero() { 0 } else { 100_000 })
+                .time_to_live(cache_ttl.max(std::time::Duration::from_millis(1)))
                 .build(),
         }
     }
