@@ -319,6 +319,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let x509 = X509Authenticator::new(&client_ca)
         .with_context(|| format!("--client-ca-file `{}`", client_ca_file.display()))?;
     let tls_config = tls::server_config(&cert_file, &key_file, &client_ca)?;
+    let x509 = Arc::new(arc_swap::ArcSwap::from_pointee(x509));
+    watch_client_ca(client_ca_file.clone(), x509.clone());
 
     let store: Arc<dyn Store> = Arc::new(
         EmbeddedStore::open(&args.data_dir.join("store.redb"))
@@ -343,7 +345,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         tokens,
         ldap,
         store: store.clone(),
-        x509: Arc::new(x509),
+        x509: x509.clone(),
         rbac,
         metrics: Arc::new(Metrics::default()),
         shutdown: stop_rx,
@@ -360,6 +362,39 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     store.close().await.context("closing the store")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Polls the client CA bundle once a second and swaps in a new x509 authenticator when it
+/// changes; a bundle that does not load keeps the old one and logs why. (Connections reuse a
+/// verdict for at most 10 s, so a removed CA stops working within that.)
+fn watch_client_ca(path: PathBuf, x509: Arc<arc_swap::ArcSwap<X509Authenticator>>) {
+    tokio::spawn(async move {
+        let stamp = |p: &PathBuf| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        };
+        let mut seen = stamp(&path);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = stamp(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match tls::read_certs(&path)
+                .and_then(|c| X509Authenticator::new(&c).map_err(anyhow::Error::from))
+            {
+                Ok(a) => {
+                    x509.store(Arc::new(a));
+                    tracing::info!(path = %path.display(), "client CA bundle reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %format!("{e:#}"), "client CA bundle rejected; the previous one stays in force")
+                }
+            }
+        }
+    });
 }
 
 /// Which kube-apiserver webhook a configuration is for.

@@ -306,3 +306,70 @@ async fn hostile_requests_get_the_right_status_and_change_nothing() {
         .unwrap();
     assert_eq!(still["data"]["a"], "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_ca_bundle_is_reloaded_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("client-ca.pem");
+    let make_ca = || {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "reload-ca");
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), Issuer::new(params, key))
+    };
+    let (pem_one, issuer_one) = make_ca();
+    let (pem_two, _issuer_two) = make_ca();
+    std::fs::write(&bundle, &pem_one).unwrap();
+    let data = dir.path().join("data");
+    let flag = bundle.to_string_lossy().into_owned();
+    let gw = Gateway::start_in(dir, data, &["--client-ca-file", &flag]);
+    let (c, k) = client_cert(
+        gw.dir.path(),
+        "root",
+        "root",
+        &["system:masters"],
+        &issuer_one,
+    );
+    let status = || async {
+        // A new client each time: a new connection, so no reused verdict.
+        gw.client_with_identity(Some((&c, &k)))
+            .get(format!("{}/api/v1/namespaces", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status().await, 200);
+    std::fs::write(&bundle, &pem_two).unwrap();
+    let mut refused = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if status().await == 401 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(
+        refused,
+        "a certificate of the removed CA still authenticates"
+    );
+    // A broken bundle keeps the one in force.
+    std::fs::write(&bundle, "not a certificate").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(status().await, 401);
+    std::fs::write(&bundle, &pem_one).unwrap();
+    let mut back = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if status().await == 200 {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the restored CA was not picked up");
+}

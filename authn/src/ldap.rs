@@ -129,20 +129,38 @@ impl LdapAuthenticator {
         username: &str,
         password: &str,
     ) -> Result<UserInfo, LdapError> {
+        self.authenticate_detailed(username, password).await.0
+    }
+
+    /// As [`LdapAuthenticator::authenticate`], also telling whether the verdict came from the
+    /// cache (`true`) or from the directory.
+    pub async fn authenticate_detailed(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> (Result<UserInfo, LdapError>, bool) {
+        self.authenticate_inner(username, password).await
+    }
+
+    async fn authenticate_inner(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> (Result<UserInfo, LdapError>, bool) {
         if password.is_empty() {
-            return Err(LdapError::EmptyPassword);
+            return (Err(LdapError::EmptyPassword), false);
         }
         if username.is_empty() || username.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {
-            return Err(LdapError::TooLong);
+            return (Err(LdapError::TooLong), false);
         }
         let key = self.cache_key(username, password);
         if let Some(user) = self.ok.get(&key).await {
-            return Ok(user);
+            return (Ok(user), true);
         }
         if let Some(e) = self.failed.get(&key).await {
-            return Err(e);
+            return (Err(e), true);
         }
-        match self.login(username, password).await {
+        let result = match self.login(username, password).await {
             Ok(user) => {
                 self.ok.insert(key, user.clone()).await;
                 Ok(user)
@@ -153,7 +171,8 @@ impl LdapAuthenticator {
                 self.failed.insert(key, e.clone()).await;
                 Err(e)
             }
-        }
+        };
+        (result, false)
     }
 
     fn cache_key(&self, username: &str, password: &str) -> [u8; 32] {

@@ -181,7 +181,14 @@ async fn basic_credentials(state: &AppState, req: &mut Request) -> Result<Option
         tracing::info!("malformed Basic credentials");
         return Err(());
     };
-    match ldap.authenticate(username, password).await {
+    let started = std::time::Instant::now();
+    let (result, cached) = ldap.authenticate_detailed(username, password).await;
+    state.metrics.auth_cache("ldap", cached);
+    if !cached {
+        state.metrics.ldap_login(started.elapsed().as_secs_f64());
+    }
+    state.metrics.authentication("ldap", result.is_ok());
+    match result {
         Ok(user) => {
             req.headers_mut().remove(axum::http::header::AUTHORIZATION);
             req.extensions_mut().insert(AuthMethod::Ldap);
@@ -205,9 +212,14 @@ fn certificate_verdict(state: &AppState, peer: &Peer) -> Result<Option<UserInfo>
     if let Some(c) = cached.as_ref()
         && c.at.elapsed() < super::VERDICT_TTL
     {
+        state.metrics.auth_cache("x509", true);
         return c.outcome.clone();
     }
-    let outcome = match state.x509.authenticate(&peer.certificates, UnixTime::now()) {
+    let outcome = match state
+        .x509
+        .load()
+        .authenticate(&peer.certificates, UnixTime::now())
+    {
         Ok(Authenticated::User(user)) => Ok(Some(user.with_authenticated_group())),
         Ok(Authenticated::NotAttempted) => Ok(None),
         Err(e) => {
@@ -215,6 +227,10 @@ fn certificate_verdict(state: &AppState, peer: &Peer) -> Result<Option<UserInfo>
             Err(())
         }
     };
+    state.metrics.auth_cache("x509", false);
+    if !matches!(outcome, Ok(None)) {
+        state.metrics.authentication("x509", outcome.is_ok());
+    }
     *cached = Some(super::CachedVerdict {
         at: std::time::Instant::now(),
         outcome: outcome.clone(),

@@ -47,12 +47,24 @@ pub(super) struct DurationLabels {
     pub component: String,
 }
 
+/// Labels of the authentication metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AuthLabels {
+    /// `x509`, `token-file`, `jwt`, `ldap`, `anonymous`, or `none` when nothing was presented.
+    pub(super) method: &'static str,
+    /// `success` or `failure` (for attempts); `hit` or `miss` (for cache lookups).
+    pub(super) result: &'static str,
+}
+
 /// The server's metrics registry.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<DurationLabels, Histogram>,
     inflight: Gauge,
+    auth_attempts: Family<AuthLabels, Counter>,
+    auth_cache: Family<AuthLabels, Counter>,
+    ldap_latency: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -75,6 +87,26 @@ impl Default for Metrics {
             Histogram::new(BUCKETS.iter().copied())
         });
         let inflight = Gauge::default();
+        let auth_attempts = Family::<AuthLabels, Counter>::default();
+        let auth_cache = Family::<AuthLabels, Counter>::default();
+        let ldap_latency = Histogram::new([
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]);
+        registry.register(
+            "authentication_attempts",
+            "Counter of authenticated attempts, by method and result",
+            auth_attempts.clone(),
+        );
+        registry.register(
+            "portcullis_authentication_cache_lookups",
+            "Authentication verdict cache lookups, by method and hit or miss",
+            auth_cache.clone(),
+        );
+        registry.register(
+            "portcullis_ldap_login_duration_seconds",
+            "Time to authenticate against the LDAP server (cache misses only)",
+            ldap_latency.clone(),
+        );
         registry.register(
             "apiserver_request",
             "Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code",
@@ -95,6 +127,9 @@ impl Default for Metrics {
             requests,
             durations,
             inflight,
+            auth_attempts,
+            auth_cache,
+            ldap_latency,
         }
     }
 }
@@ -119,6 +154,27 @@ impl Metrics {
         };
         self.requests.get_or_create(&labels).inc();
         self.durations.get_or_create(&d).observe(seconds);
+    }
+
+    /// Counts one authentication attempt.
+    pub fn authentication(&self, method: &'static str, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.auth_attempts
+            .get_or_create(&AuthLabels { method, result })
+            .inc();
+    }
+
+    /// Counts one verdict-cache lookup.
+    pub fn auth_cache(&self, method: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.auth_cache
+            .get_or_create(&AuthLabels { method, result })
+            .inc();
+    }
+
+    /// Records the time one LDAP login took (directory round trips, not cache hits).
+    pub fn ldap_login(&self, seconds: f64) {
+        self.ldap_latency.observe(seconds);
     }
 
     /// The text exposition format.

@@ -45,8 +45,8 @@ pub use metrics::Metrics;
 pub struct AppState {
     /// The storage backend.
     pub store: Arc<dyn Store>,
-    /// Client-certificate authenticator.
-    pub x509: Arc<X509Authenticator>,
+    /// Client-certificate authenticator; swapped when the client CA file changes.
+    pub x509: Arc<arc_swap::ArcSwap<X509Authenticator>>,
     /// RBAC: the authorizer in force and its rebuilds.
     pub rbac: Arc<Rbac>,
     /// Bearer-token authenticators, TokenRequest signing and issuer discovery.

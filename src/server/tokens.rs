@@ -135,10 +135,25 @@ impl Tokens {
         token: &str,
         audiences: &[String],
     ) -> TokenOutcome {
+        self.authenticate_detailed(store, token, audiences).await.0
+    }
+
+    /// As [`Tokens::authenticate`], also telling which authenticator answered
+    /// (`token-file`, `jwt`) and whether a cached verdict was used.
+    pub async fn authenticate_detailed(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        audiences: &[String],
+    ) -> (TokenOutcome, &'static str, bool) {
         if let Some(file) = self.file.load().as_ref()
             && let Some(user) = file.authenticate(token)
         {
-            return TokenOutcome::User(user, audiences_or(audiences, &self.audiences));
+            return (
+                TokenOutcome::User(user, audiences_or(audiences, &self.audiences)),
+                "token-file",
+                false,
+            );
         }
         let key = {
             use sha2::{Digest, Sha256};
@@ -152,13 +167,13 @@ impl Tokens {
             <[u8; 32]>::from(h.finalize())
         };
         if let Some((user, auds)) = self.cache.get(&key).await {
-            return TokenOutcome::User(user, auds);
+            return (TokenOutcome::User(user, auds), "jwt", true);
         }
         let outcome = self.verify_jwt(store, token, audiences).await;
         if let TokenOutcome::User(user, auds) = &outcome {
             self.cache.insert(key, (user.clone(), auds.clone())).await;
         }
-        outcome
+        (outcome, "jwt", false)
     }
 
     async fn verify_jwt(
