@@ -90,6 +90,47 @@ async fn kubectl_create_token_authenticates_until_the_service_account_is_recreat
         "https://kubernetes.default.svc.cluster.local"
     );
 
+    // A token bound to a pod stops working when the pod is deleted.
+    let admin = gw.admin_client();
+    let r = admin
+        .post(format!("{}/api/v1/namespaces/team-a/pods", gw.url))
+        .json(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = admin
+        .post(format!("{}/api/v1/namespaces/team-a/serviceaccounts/builder/token", gw.url))
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "runner"}, "expirationSeconds": 600}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let bound: Value = r.json().await.unwrap();
+    let bound = bound["status"]["token"].as_str().unwrap().to_owned();
+    let (code, me) = whoami(&gw, &bound).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        me["status"]["userInfo"]["extra"]["authentication.kubernetes.io/pod-name"],
+        json!(["runner"])
+    );
+    gw.kubectl_ok(&["delete", "pod", "runner", "-n", "team-a"]);
+    let (code, _) = whoami(&gw, &bound).await;
+    assert_eq!(code, 401);
+    assert_eq!(
+        token_review(&gw, &bound).await["status"]["error"],
+        "service account token has been invalidated"
+    );
+    // Too short a lifetime is refused as upstream.
+    let r = admin
+        .post(format!("{}/api/v1/namespaces/team-a/serviceaccounts/builder/token", gw.url))
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 60}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
     // Deleted and recreated: same name, new uid, the old token no longer works.
     gw.kubectl_ok(&["delete", "serviceaccount", "builder", "-n", "team-a"]);
     let (code, _) = whoami(&gw, &token).await;
