@@ -210,6 +210,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = crate::duration::flag, help_heading = "LDAP")]
     pub ldap_failure_cache_ttl: std::time::Duration,
 
+    /// Admission configuration (kube-apiserver's `AdmissionConfiguration` with a `PodSecurity`
+    /// plugin entry, or a bare `PodSecurityConfiguration`): defaults for namespaces without
+    /// Pod Security labels, and exempt users, runtime classes and namespaces.
+    #[arg(long, value_name = "FILE")]
+    pub admission_control_config_file: Option<PathBuf>,
+
     /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
     /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
     /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
@@ -341,7 +347,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = Arc::new(build_tokens(&args)?);
     let ldap = build_ldap(&args)?.map(Arc::new);
     tokens.watch_file();
+    let pod_security = match &args.admission_control_config_file {
+        Some(path) => crate::server::admission::PodSecurityConfig::load(path)
+            .with_context(|| format!("--admission-control-config-file `{}`", path.display()))?,
+        None => crate::server::admission::PodSecurityConfig::default(),
+    };
     let state = AppState {
+        pod_security: Arc::new(pod_security),
         tokens,
         ldap,
         store: store.clone(),

@@ -175,6 +175,31 @@ pub async fn read_policy(store: &dyn Store) -> Result<Policy> {
 /// annotations are added back, as kube-apiserver does on every start.
 pub async fn bootstrap(store: &dyn Store) -> Result<()> {
     let mut policy = bootstrap::policy().context("reading the built-in bootstrap policy")?;
+    // portcullis' own: kube-apiservers call the admission webhooks, with or without credentials.
+    policy.cluster_roles.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": "portcullis:admission-review",
+            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
+            "annotations": {AUTOUPDATE: "true"},
+        },
+        "rules": [{"verbs": ["post"], "nonResourceURLs": ["/admission/validate", "/admission/mutate"]}],
+    }));
+    policy.cluster_role_bindings.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": "portcullis:admission-review",
+            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
+            "annotations": {AUTOUPDATE: "true"},
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "portcullis:admission-review"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"},
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"},
+        ],
+    }));
     // portcullis' own: every authenticated user may exchange LDAP credentials for a token.
     policy.cluster_roles.push(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",

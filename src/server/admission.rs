@@ -1,114 +1,283 @@
-//! Admission at the gateway: Pod Security Standards from namespace labels, as the built-in
-//! PodSecurity admission plugin applies them.
+//! Admission at the gateway and as a kube-apiserver webhook: Pod Security Standards from namespace
+//! labels and the PodSecurity AdmissionConfiguration, as the built-in PodSecurity plugin applies
+//! them.
 //!
 //! - `pod-security.kubernetes.io/enforce` (+ `-version`): a pod that violates it is refused with
 //!   403 `pods "x" is forbidden: violates PodSecurity "restricted:latest": ...`; pods are checked on
 //!   create, on every update that changes more than metadata, and on `ephemeralcontainers`.
-//! - `warn` (and, for workloads, `enforce` too): `Warning` headers saying what would be violated.
-//!   Workload kinds (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob) are never
-//!   refused, as upstream.
+//! - `warn` (and, for workloads, `enforce` too): warnings saying what would be violated. Workload
+//!   kinds (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ...) are never refused.
+//! - A namespace without a label uses the configuration's defaults (privileged when none).
+//! - Exempt usernames, runtime classes and namespaces are not checked.
 //! - A label value that does not parse is treated as `restricted:latest`: fail closed.
 //!
-//! The decision is the `portcullis-admission` engine's; this module reads the namespace and
-//! turns verdicts into responses.
+//! The verdicts are the `portcullis-admission` engine's; this module finds the policy and turns
+//! verdicts into responses.
 
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 use portcullis_admission::pod_security::{self, Level, LevelVersion, Version};
-use portcullis_api::{Resource, Status};
+use portcullis_api::{Resource, Status, UserInfo};
 use serde_json::Value;
 
 use super::resources::{Ctx, store_error};
 
-const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
-const WARN: &str = "pod-security.kubernetes.io/warn";
+const ENFORCE: &str = "enforce";
+const AUDIT: &str = "audit";
+const WARN: &str = "warn";
+const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 
-/// Checks an object about to be stored; `old` is the stored version for updates. Returns the
-/// warnings to send, or the 403 that refuses the write.
-pub(super) async fn check(
-    ctx: &Ctx,
-    new: &Value,
-    old: Option<&Value>,
-) -> Result<Vec<String>, Status> {
-    let resource = ctx.resource;
-    let is_pod = resource.plural == "pods" && resource.gv.group.is_empty();
-    let template = if is_pod {
+/// The PodSecurity plugin's configuration: defaults for unlabelled namespaces and exemptions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodSecurityConfig {
+    /// Policies of namespaces that do not set the labels: enforce, audit, warn.
+    pub defaults: [Option<LevelVersion>; 3],
+    /// Users whose requests are not checked.
+    pub exempt_usernames: Vec<String>,
+    /// Runtime classes whose pods are not checked.
+    pub exempt_runtime_classes: Vec<String>,
+    /// Namespaces that are not checked.
+    pub exempt_namespaces: Vec<String>,
+}
+
+impl PodSecurityConfig {
+    /// Reads an `apiserver.config.k8s.io/v1` AdmissionConfiguration (its `PodSecurity` plugin
+    /// entry) or a bare `pod-security.admission.config.k8s.io/v1` PodSecurityConfiguration.
+    pub fn load(path: &Path) -> Result<PodSecurityConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        let doc: Value = serde_saphyr::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+        Self::from_value(&doc).with_context(|| format!("`{}`", path.display()))
+    }
+
+    /// As [`PodSecurityConfig::load`], from a parsed document.
+    pub fn from_value(doc: &Value) -> Result<PodSecurityConfig> {
+        let psc = match doc["kind"].as_str() {
+            Some("AdmissionConfiguration") => {
+                let Some(plugin) = doc["plugins"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["name"] == "PodSecurity")
+                else {
+                    return Ok(PodSecurityConfig::default());
+                };
+                if plugin.get("path").is_some_and(|p| !p.is_null()) {
+                    bail!(
+                        "the PodSecurity plugin entry must embed its configuration (a `path` is not supported)"
+                    );
+                }
+                plugin["configuration"].clone()
+            }
+            Some("PodSecurityConfiguration") => doc.clone(),
+            other => bail!(
+                "expected an AdmissionConfiguration or PodSecurityConfiguration, found kind {other:?}"
+            ),
+        };
+        if psc["kind"] != "PodSecurityConfiguration" {
+            bail!("the PodSecurity plugin configuration must be a PodSecurityConfiguration");
+        }
+        let defaults = &psc["defaults"];
+        let mode = |m: &str| -> Result<Option<LevelVersion>> {
+            let level = defaults[m].as_str().unwrap_or("privileged");
+            let version = defaults[format!("{m}-version")]
+                .as_str()
+                .unwrap_or("latest");
+            let lv = pod_security::parse_level_version(level, version)
+                .map_err(|e| anyhow::anyhow!("defaults.{m}: {e}"))?;
+            Ok((lv.level != Level::Privileged).then_some(lv))
+        };
+        let list = |k: &str| -> Vec<String> {
+            psc["exemptions"][k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        Ok(PodSecurityConfig {
+            defaults: [mode(ENFORCE)?, mode(AUDIT)?, mode(WARN)?],
+            exempt_usernames: list("usernames"),
+            exempt_runtime_classes: list("runtimeClasses"),
+            exempt_namespaces: list("namespaces"),
+        })
+    }
+}
+
+/// What one write asks admission about.
+pub(super) struct Request<'a> {
+    pub(super) kind: &'a str,
+    pub(super) is_pod: bool,
+    pub(super) subresource: &'a str,
+    pub(super) namespace: &'a str,
+    pub(super) namespace_labels: Option<&'a Value>,
+    pub(super) user: &'a UserInfo,
+    pub(super) new: &'a Value,
+    pub(super) old: Option<&'a Value>,
+}
+
+/// The verdict on one write.
+#[derive(Debug, Default)]
+pub(super) struct Verdict {
+    /// Set when the write is refused: the violation message.
+    pub(super) denied: Option<String>,
+    /// Warnings to return.
+    pub(super) warnings: Vec<String>,
+    /// Audit annotations (`pod-security.kubernetes.io/...`).
+    pub(super) annotations: Vec<(String, String)>,
+}
+
+/// Pod Security for one write.
+pub(super) fn pod_security(config: &PodSecurityConfig, req: &Request<'_>) -> Verdict {
+    let mut verdict = Verdict::default();
+    let template = if req.is_pod {
         None
     } else {
-        match pod_security::pod_template_spec(resource.kind, new) {
+        match pod_security::pod_template_spec(req.kind, req.new) {
             Some(t) => Some(t),
-            None => return Ok(Vec::new()),
+            None => return verdict,
         }
     };
-    if ctx.req.namespace.is_empty()
-        || !matches!(ctx.req.subresource.as_str(), "" | "ephemeralcontainers")
+    if req.namespace.is_empty() || !matches!(req.subresource, "" | "ephemeralcontainers") {
+        return verdict;
+    }
+    if config.exempt_namespaces.iter().any(|n| n == req.namespace)
+        || config.exempt_usernames.contains(&req.user.username)
     {
-        return Ok(Vec::new());
+        verdict.annotations.push((
+            "pod-security.kubernetes.io/exempt".into(),
+            "namespace-or-user".into(),
+        ));
+        return verdict;
+    }
+    let runtime_class = match &template {
+        Some((_, spec)) => spec.get("runtimeClassName"),
+        None => req.new.pointer("/spec/runtimeClassName"),
+    }
+    .and_then(Value::as_str);
+    if runtime_class.is_some_and(|rc| config.exempt_runtime_classes.iter().any(|e| e == rc)) {
+        verdict.annotations.push((
+            "pod-security.kubernetes.io/exempt".into(),
+            "runtimeClass".into(),
+        ));
+        return verdict;
     }
     // Updates that leave the pod spec alone (labels, annotations, status) are not re-checked.
-    if let Some(old) = old
-        && ctx.req.subresource.is_empty()
+    if let Some(old) = req.old
+        && req.subresource.is_empty()
     {
-        let spec = |v: &Value| match pod_security::pod_template_spec(resource.kind, v) {
+        let spec = |v: &Value| match pod_security::pod_template_spec(req.kind, v) {
             Some((_, spec)) => spec.clone(),
             None => v.get("spec").cloned().unwrap_or(Value::Null),
         };
-        if spec(old) == spec(new) {
-            return Ok(Vec::new());
+        if spec(old) == spec(req.new) {
+            return verdict;
         }
     }
-    let (enforce, warn) = namespace_policies(ctx).await?;
-    let mut warnings = Vec::new();
-    let verdict = |policy: LevelVersion| match &template {
+    let [enforce, audit, warn] = policies(config, req.namespace_labels);
+    let check = |policy: LevelVersion| match &template {
         Some((meta, spec)) => pod_security::check_pod_spec(policy, meta, spec),
-        None => pod_security::check_pod(policy, new),
+        None => pod_security::check_pod(policy, req.new),
     };
-    if let Some(policy) = enforce
-        && let Err(v) = verdict(policy)
-    {
-        if is_pod {
-            let name = new
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            return Err(Status::forbidden_with_message(resource, name, v.message()));
+    if let Some(policy) = enforce {
+        verdict.annotations.push((
+            "pod-security.kubernetes.io/enforce-policy".into(),
+            policy.to_string(),
+        ));
+        if let Err(v) = check(policy) {
+            if req.is_pod {
+                verdict.denied = Some(v.message());
+                return verdict;
+            }
+            verdict.warnings.push(v.would_violate_message());
         }
-        warnings.push(v.would_violate_message());
+    }
+    if let Some(policy) = audit
+        && let Err(v) = check(policy)
+    {
+        verdict.annotations.push((
+            "pod-security.kubernetes.io/audit-violations".into(),
+            v.would_violate_message(),
+        ));
     }
     if let Some(policy) = warn
         && Some(policy) != enforce
-        && let Err(v) = verdict(policy)
+        && let Err(v) = check(policy)
     {
-        warnings.push(v.would_violate_message());
+        verdict.warnings.push(v.would_violate_message());
     }
-    Ok(warnings)
+    verdict
 }
 
-/// The enforce and warn policies of the request's namespace (none = privileged).
-async fn namespace_policies(
-    ctx: &Ctx,
-) -> Result<(Option<LevelVersion>, Option<LevelVersion>), Status> {
-    let ns_resource: &Resource = portcullis_api::registry::lookup("", "v1", "namespaces")
-        .ok_or_else(|| Status::internal("namespaces are not registered"))?;
-    let kv = ctx
-        .state
-        .store
-        .get(&ns_resource.key(None, &ctx.req.namespace))
-        .await
-        .map_err(store_error)?;
-    let Some(kv) = kv else {
-        return Ok((None, None));
-    };
-    let ns: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| Status::internal(format!("stored namespace is corrupt: {e}")))?;
-    let labels = ns.pointer("/metadata/labels");
-    let policy = |mode: &str| -> Option<LevelVersion> {
+/// The enforce, audit and warn policies of a namespace (labels first, then the defaults).
+fn policies(config: &PodSecurityConfig, labels: Option<&Value>) -> [Option<LevelVersion>; 3] {
+    let policy = |i: usize, mode: &str| -> Option<LevelVersion> {
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-        let level = label(mode)?;
-        let version = label(&format!("{mode}-version")).unwrap_or("latest");
+        let Some(level) = label(&format!("{LABEL_PREFIX}{mode}")) else {
+            return config.defaults.get(i).copied().flatten();
+        };
+        let version = label(&format!("{LABEL_PREFIX}{mode}-version")).unwrap_or("latest");
         let parsed = pod_security::parse_level_version(level, version).unwrap_or(LevelVersion {
             level: Level::Restricted,
             version: Version::LATEST,
         });
         (parsed.level != Level::Privileged).then_some(parsed)
     };
-    Ok((policy(ENFORCE), policy(WARN)))
+    [policy(0, ENFORCE), policy(1, AUDIT), policy(2, WARN)]
+}
+
+/// The labels of a stored namespace, if it exists.
+pub(super) async fn namespace_labels(
+    ctx_store: &dyn crate::storage::Store,
+    namespace: &str,
+) -> Result<Option<Value>, Status> {
+    if namespace.is_empty() {
+        return Ok(None);
+    }
+    let ns_resource: &Resource = portcullis_api::registry::lookup("", "v1", "namespaces")
+        .ok_or_else(|| Status::internal("namespaces are not registered"))?;
+    let Some(kv) = ctx_store
+        .get(&ns_resource.key(None, namespace))
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    let ns: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| Status::internal(format!("stored namespace is corrupt: {e}")))?;
+    Ok(ns.pointer("/metadata/labels").cloned())
+}
+
+/// Admission of a write through the gateway: the warnings to send, or the 403 that refuses it.
+pub(super) async fn check(
+    ctx: &Ctx,
+    new: &Value,
+    old: Option<&Value>,
+) -> Result<Vec<String>, Status> {
+    let resource = ctx.resource;
+    let labels = namespace_labels(ctx.state.store.as_ref(), &ctx.req.namespace).await?;
+    let verdict = pod_security(
+        &ctx.state.pod_security,
+        &Request {
+            kind: resource.kind,
+            is_pod: resource.plural == "pods" && resource.gv.group.is_empty(),
+            subresource: &ctx.req.subresource,
+            namespace: &ctx.req.namespace,
+            namespace_labels: labels.as_ref(),
+            user: &ctx.user,
+            new,
+            old,
+        },
+    );
+    if let Some(message) = verdict.denied {
+        let name = new
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return Err(Status::forbidden_with_message(resource, name, message));
+    }
+    Ok(verdict.warnings)
 }

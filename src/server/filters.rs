@@ -18,7 +18,14 @@ use super::{AppState, Peer};
 
 /// Paths anyone may read without credentials, as kube-apiserver's anonymous configuration
 /// recommends for health probes.
-const ANONYMOUS_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
+const ANONYMOUS_PATHS: &[&str] = &[
+    "/healthz",
+    "/livez",
+    "/readyz",
+    // Admission webhooks: kube-apiserver calls them without credentials unless configured to.
+    "/admission/validate",
+    "/admission/mutate",
+];
 
 /// Derives [`RequestInfo`] from the method, path and query; a path that cannot be parsed is a
 /// 400 before anything else runs.

@@ -4,7 +4,7 @@
 //! request path: request attributes → metrics → authentication → authorization → handler
 //! (discovery, OpenAPI, health, or the resource handlers over the store).
 
-mod admission;
+pub mod admission;
 mod body;
 mod discovery;
 mod filters;
@@ -17,6 +17,7 @@ mod reviews;
 mod selectors;
 pub mod tokens;
 mod watch;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub rbac: Arc<Rbac>,
     /// Bearer-token authenticators, TokenRequest signing and issuer discovery.
     pub tokens: Arc<tokens::Tokens>,
+    /// Pod Security defaults and exemptions (`--admission-control-config-file`).
+    pub pod_security: Arc<admission::PodSecurityConfig>,
     /// The LDAP authenticator for HTTP Basic credentials, when configured.
     pub ldap: Option<Arc<portcullis_authn::ldap::LdapAuthenticator>>,
     /// Request metrics.
@@ -63,6 +66,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(discovery::routes())
+        .merge(webhooks::routes())
         .fallback(resources::handle)
         .layer(from_fn_with_state(state.clone(), filters::authorize))
         .layer(from_fn_with_state(state.clone(), filters::authenticate))

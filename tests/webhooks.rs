@@ -1,0 +1,148 @@
+//! Admission webhooks for a kube-apiserver, and the PodSecurity AdmissionConfiguration
+//! (defaults for unlabelled namespaces, exemptions).
+
+mod common;
+
+use common::Gateway;
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: baseline
+      enforce-version: latest
+      warn: restricted
+    exemptions:
+      usernames: [ci-bot]
+      namespaces: [kube-system]
+"#;
+
+fn review(api_version: &str, namespace: &str, user: &str, kind: &str, object: Value) -> Value {
+    let resource = if kind == "Pod" { "pods" } else { "deployments" };
+    let group = if kind == "Pod" { "" } else { "apps" };
+    json!({"apiVersion": api_version, "kind": "AdmissionReview", "request": {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": group, "version": "v1", "kind": kind},
+        "resource": {"group": group, "version": "v1", "resource": resource},
+        "name": "p", "namespace": namespace, "operation": "CREATE",
+        "userInfo": {"username": user, "groups": ["system:authenticated"]},
+        "object": object, "oldObject": null, "dryRun": false}})
+}
+
+fn privileged_pod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": true}}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validating_webhook_applies_defaults_and_exemptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("admission.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let flag = config.to_string_lossy().into_owned();
+    let data = dir.path().join("data");
+    let gw = Gateway::start_in(dir, data, &["--admission-control-config-file", &flag]);
+    // kube-apiserver calls without credentials unless configured to.
+    let client = gw.client_with_identity(None);
+    let url = format!("{}/admission/validate", gw.url);
+    let ask = |body: Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let r = client.post(&url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+
+    let denied = ask(review(
+        "admission.k8s.io/v1",
+        "apps",
+        "jane",
+        "Pod",
+        privileged_pod(),
+    ))
+    .await;
+    assert_eq!(denied["apiVersion"], "admission.k8s.io/v1");
+    let response = &denied["response"];
+    assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(
+        response["status"]["message"],
+        r#"pods "p" is forbidden: violates PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#
+    );
+    assert_eq!(
+        response["auditAnnotations"]["enforce-policy"],
+        "baseline:latest"
+    );
+
+    for (ns, user) in [("kube-system", "jane"), ("apps", "ci-bot")] {
+        let ok = ask(review(
+            "admission.k8s.io/v1",
+            ns,
+            user,
+            "Pod",
+            privileged_pod(),
+        ))
+        .await;
+        assert_eq!(ok["response"]["allowed"], true, "{ns} {user}: {ok}");
+    }
+    let beta = ask(review(
+        "admission.k8s.io/v1beta1",
+        "apps",
+        "jane",
+        "Pod",
+        privileged_pod(),
+    ))
+    .await;
+    assert_eq!(beta["apiVersion"], "admission.k8s.io/v1beta1");
+    assert_eq!(beta["response"]["allowed"], false);
+
+    // Workloads are warned about, not refused.
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": true}}]}}}});
+    let warned = ask(review(
+        "admission.k8s.io/v1",
+        "apps",
+        "jane",
+        "Deployment",
+        deploy,
+    ))
+    .await;
+    assert_eq!(warned["response"]["allowed"], true);
+    let warnings = warned["response"]["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with(r#"would violate PodSecurity "baseline:latest""#)),
+        "{warned}"
+    );
+
+    // Malformed reviews.
+    for bad in [
+        json!({"kind": "AdmissionReview"}),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}),
+    ] {
+        let r = client.post(&url).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+
+    // The gateway applies the same defaults to unlabelled namespaces.
+    gw.kubectl_ok(&["create", "namespace", "apps"]);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: apps}\nspec:\n  containers:\n  - {name: c, image: busybox, securityContext: {privileged: true}}\n";
+    let out = gw.kubectl_with_stdin(&["apply", "-f", "-"], Some(pod));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"violates PodSecurity "baseline:latest""#)
+    );
+}
