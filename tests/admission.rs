@@ -208,4 +208,20 @@ spec:
 
     // Metadata-only updates of a pod are not re-checked.
     gw.kubectl_ok(&["label", "pod", "good", "-n", "secure", "tier=front"]);
+
+    // Tightening a namespace warns about the pods already in it.
+    gw.kubectl_ok(&["create", "namespace", "loose"]);
+    let loose = bad.replace("namespace: secure", "namespace: loose");
+    let out = gw.kubectl_with_stdin(&["apply", "-f", "-"], Some(&loose));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = gw.kubectl(&[
+        "label",
+        "namespace",
+        "loose",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(r#"Warning: existing pods in namespace "loose" violate the new PodSecurity enforce level "restricted:latest""#), "{err}");
+    assert!(err.contains("Warning: bad: privileged"), "{err}");
 }

@@ -258,6 +258,9 @@ pub(super) async fn check(
     old: Option<&Value>,
 ) -> Result<Vec<String>, Status> {
     let resource = ctx.resource;
+    if resource.plural == "namespaces" && resource.gv.group.is_empty() {
+        return namespace_change(ctx, new, old).await;
+    }
     let labels = namespace_labels(ctx.state.store.as_ref(), &ctx.req.namespace).await?;
     let verdict = pod_security(
         &ctx.state.pod_security,
@@ -280,4 +283,74 @@ pub(super) async fn check(
         return Err(Status::forbidden_with_message(resource, name, message));
     }
     Ok(verdict.warnings)
+}
+
+/// Most pods named in the warnings of an enforce-label change.
+const MAX_POD_WARNINGS: usize = 10;
+
+/// A namespace whose enforce level changes: warnings naming the existing pods that would violate
+/// the new level, as upstream answers `kubectl label ns ... enforce=restricted`.
+async fn namespace_change(
+    ctx: &Ctx,
+    new: &Value,
+    old: Option<&Value>,
+) -> Result<Vec<String>, Status> {
+    let name = new
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let labels = |v: Option<&Value>| v.and_then(|v| v.pointer("/metadata/labels")).cloned();
+    let [new_enforce, _, _] = policies(&ctx.state.pod_security, labels(Some(new)).as_ref());
+    let [old_enforce, _, _] = policies(&ctx.state.pod_security, labels(old).as_ref());
+    let Some(policy) = new_enforce else {
+        return Ok(Vec::new());
+    };
+    if old.is_some() && old_enforce == new_enforce {
+        return Ok(Vec::new());
+    }
+    if ctx
+        .state
+        .pod_security
+        .exempt_namespaces
+        .iter()
+        .any(|n| n == name)
+    {
+        return Ok(Vec::new());
+    }
+    let pods = portcullis_api::registry::lookup("", "v1", "pods")
+        .ok_or_else(|| Status::internal("pods are not registered"))?;
+    let all = |_: &crate::storage::KeyValue| true;
+    let page = ctx
+        .state
+        .store
+        .list(&pods.key_prefix(Some(name)), None, 0, &all)
+        .await
+        .map_err(store_error)?;
+    let mut offenders = Vec::new();
+    for kv in &page.items {
+        let Ok(pod) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        if let Err(v) = pod_security::check_pod(policy, &pod) {
+            let pod_name = pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            offenders.push(format!("{pod_name}: {}", v.forbidden_reason()));
+        }
+    }
+    if offenders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut warnings = vec![format!(
+        "existing pods in namespace {name:?} violate the new PodSecurity enforce level {:?}",
+        policy.to_string()
+    )];
+    let extra = offenders.len().saturating_sub(MAX_POD_WARNINGS);
+    warnings.extend(offenders.into_iter().take(MAX_POD_WARNINGS));
+    if extra > 0 {
+        warnings.push(format!("(and {extra} other pods)"));
+    }
+    Ok(warnings)
 }
