@@ -146,3 +146,75 @@ async fn validating_webhook_applies_defaults_and_exemptions() {
         String::from_utf8_lossy(&out.stderr).contains(r#"violates PodSecurity "baseline:latest""#)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutation_makes_a_plain_pod_restricted_where_it_is_safe() {
+    let gw = Gateway::start();
+    // The mutating webhook answers with a JSON patch.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"securityContext": {"runAsUser": 1000}, "containers": [{"name": "c", "image": "busybox"}]}});
+    let r = gw
+        .client_with_identity(None)
+        .post(format!("{}/admission/mutate", gw.url))
+        .json(&review(
+            "admission.k8s.io/v1",
+            "apps",
+            "jane",
+            "Pod",
+            pod.clone(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["response"]["allowed"], true);
+    assert_eq!(body["response"]["patchType"], "JSONPatch");
+    use base64::Engine;
+    let patch: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(body["response"]["patch"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let paths: Vec<&str> = patch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/spec/containers/0/securityContext",
+            "/spec/securityContext/runAsNonRoot",
+            "/spec/securityContext/seccompProfile"
+        ]
+    );
+
+    // At the gateway, an opted-in restricted namespace admits the plain pod, with the defaults.
+    gw.kubectl_ok(&["create", "namespace", "team"]);
+    gw.kubectl_ok(&[
+        "label",
+        "namespace",
+        "team",
+        "pod-security.kubernetes.io/enforce=restricted",
+        "portcullis.dev/pod-security-defaults=restricted",
+    ]);
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: team}\nspec:\n  securityContext: {runAsUser: 1000}\n  containers:\n  - {name: c, image: busybox}\n";
+    let out = gw.kubectl_with_stdin(&["apply", "-f", "-"], Some(manifest));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = gw.kubectl_ok(&["get", "pod", "p", "-n", "team", "-o", "jsonpath={.spec.containers[0].securityContext.allowPrivilegeEscalation} {.spec.securityContext.seccompProfile.type} {.spec.securityContext.runAsNonRoot}"]);
+    assert_eq!(stored, "false RuntimeDefault true");
+    // An explicit privileged container is not rescued.
+    let privileged = manifest.replace("name: p,", "name: q,").replace(
+        "{name: c, image: busybox}",
+        "{name: c, image: busybox, securityContext: {privileged: true}}",
+    );
+    let out = gw.kubectl_with_stdin(&["apply", "-f", "-"], Some(&privileged));
+    assert!(!out.status.success());
+}

@@ -19,4 +19,5 @@
     )
 )]
 
+pub mod mutation;
 pub mod pod_security;

@@ -354,3 +354,58 @@ async fn namespace_change(
     }
     Ok(warnings)
 }
+
+/// The namespace label that opts a namespace into the restricted defaults (mutation).
+pub(super) const MUTATE_LABEL: &str = "portcullis.dev/pod-security-defaults";
+
+/// Where the pod spec of an object of `kind` sits, as a JSON pointer.
+pub(super) fn pod_spec_path(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Pod" => "/spec",
+        "Deployment"
+        | "ReplicaSet"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "Job"
+        | "ReplicationController" => "/spec/template/spec",
+        "CronJob" => "/spec/jobTemplate/spec/template/spec",
+        "PodTemplate" => "/template/spec",
+        _ => return None,
+    })
+}
+
+/// The mutation ops for an object of `kind` (restricted defaults), empty when none apply.
+pub(super) fn mutation_ops(kind: &str, object: &Value) -> Vec<Value> {
+    match pod_spec_path(kind) {
+        Some(path) => portcullis_admission::mutation::restricted_defaults(object, path),
+        None => Vec::new(),
+    }
+}
+
+/// Mutating admission at the gateway: applies the restricted defaults to pods and pod templates
+/// in namespaces labelled `portcullis.dev/pod-security-defaults=restricted`.
+pub(super) async fn mutate(ctx: &Ctx, object: &mut Value) -> Result<(), Status> {
+    let resource = ctx.resource;
+    if pod_spec_path(resource.kind).is_none()
+        || !matches!(ctx.req.subresource.as_str(), "" | "ephemeralcontainers")
+    {
+        return Ok(());
+    }
+    let labels = namespace_labels(ctx.state.store.as_ref(), &ctx.req.namespace).await?;
+    let opted_in = labels
+        .as_ref()
+        .and_then(|l| l.get(MUTATE_LABEL))
+        .and_then(Value::as_str)
+        == Some("restricted");
+    if !opted_in {
+        return Ok(());
+    }
+    let ops = mutation_ops(resource.kind, object);
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
+        .map_err(|e| Status::internal(format!("mutation patch: {e}")))?;
+    json_patch::patch(object, &patch)
+        .map_err(|e| Status::internal(format!("applying the mutation: {e}")))
+}

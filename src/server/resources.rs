@@ -539,6 +539,7 @@ async fn create(ctx: &Ctx, headers: &HeaderMap, req: Request) -> ApiResult {
         }
     }
     objects::prepare_create(ctx.resource, &mut obj, ctx.now);
+    super::admission::mutate(ctx, &mut obj).await?;
     let mut warnings = warnings;
     warnings.extend(super::admission::check(ctx, &obj, None).await?);
     if rbac_writes::is_rbac(ctx.resource) {
@@ -619,6 +620,7 @@ async fn read_modify_write(
         if new == cur {
             return Ok(with_warnings(respond_object(ctx, cur), &warnings));
         }
+        super::admission::mutate(ctx, &mut new).await?;
         let admission_warnings = super::admission::check(ctx, &new, Some(&cur)).await?;
         let warnings: Vec<String> = warnings.iter().cloned().chain(admission_warnings).collect();
         if rbac_writes::is_rbac(ctx.resource) {

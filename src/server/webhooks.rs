@@ -36,7 +36,7 @@ async fn mutate(State(state): State<AppState>, req: Request) -> Response {
         .unwrap_or_else(|s| status_response(&s))
 }
 
-async fn review(state: &AppState, req: Request, _mutating: bool) -> Result<Response, Status> {
+async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Response, Status> {
     let media = media_type(req.headers());
     let bytes = read_body(req.into_body()).await.map_err(|e| e.0)?;
     let body = decode_object(&media, &bytes).map_err(|e| e.0)?;
@@ -61,6 +61,27 @@ async fn review(state: &AppState, req: Request, _mutating: bool) -> Result<Respo
     let s = |p: &str| request.pointer(p).and_then(Value::as_str).unwrap_or("");
     let operation = s("/operation");
     let mut response = json!({"uid": uid, "allowed": true});
+    if mutating {
+        // The MutatingWebhookConfiguration's selectors decide who opted in.
+        if matches!(operation, "CREATE" | "UPDATE") {
+            let null = Value::Null;
+            let ops =
+                admission::mutation_ops(s("/kind/kind"), request.get("object").unwrap_or(&null));
+            if !ops.is_empty() {
+                use base64::Engine;
+                let patch =
+                    serde_json::to_vec(&ops).map_err(|e| Status::internal(e.to_string()))?;
+                response["patchType"] = "JSONPatch".into();
+                response["patch"] = base64::engine::general_purpose::STANDARD
+                    .encode(patch)
+                    .into();
+            }
+        }
+        return Ok(object_response(
+            StatusCode::OK,
+            &json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}),
+        ));
+    }
     if matches!(operation, "CREATE" | "UPDATE") {
         let user: UserInfo =
             serde_json::from_value(request["userInfo"].clone()).unwrap_or_default();
