@@ -70,6 +70,9 @@ pub enum WebhookConfig {
     /// For `--authentication-token-webhook-config-file` (use with
     /// `--authentication-token-webhook-version=v1`): kube-apiserver asks portcullis TokenReviews.
     Authn(WebhookConfigArgs),
+    /// A ValidatingWebhookConfiguration and a MutatingWebhookConfiguration (with caBundle) that
+    /// send pods and workloads to portcullis' admission webhooks; apply them with kubectl.
+    Admission(WebhookConfigArgs),
 }
 
 /// Flags of `portcullis webhook-config`.
@@ -250,6 +253,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             print!("{}", webhook_config(&args, WebhookKind::Authz)?);
             Ok(0)
         }
+        Command::WebhookConfig(WebhookConfig::Admission(args)) => {
+            print!("{}", admission_webhook_config(&args)?);
+            Ok(0)
+        }
         Command::WebhookConfig(WebhookConfig::Authn(args)) => {
             print!("{}", webhook_config(&args, WebhookKind::Authn)?);
             Ok(0)
@@ -407,6 +414,44 @@ fn watch_client_ca(path: PathBuf, x509: Arc<arc_swap::ArcSwap<X509Authenticator>
             }
         }
     });
+}
+
+/// The admission webhook configurations, as one YAML stream.
+fn admission_webhook_config(args: &WebhookConfigArgs) -> Result<String> {
+    use base64::Engine;
+    let url = args.server.trim_end_matches('/');
+    if !url.starts_with("https://") {
+        bail!("--server must be an https:// URL, got `{}`", args.server);
+    }
+    let ca_path = args.data_dir.join("ca.crt");
+    let ca = std::fs::read(&ca_path).with_context(|| {
+        format!(
+            "reading `{}` (run `portcullis serve` once to create it)",
+            ca_path.display()
+        )
+    })?;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    let rules = "  rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [pods, pods/ephemeralcontainers, podtemplates, replicationcontrollers]\n  - apiGroups: [apps]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [deployments, replicasets, statefulsets, daemonsets]\n  - apiGroups: [batch]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [jobs, cronjobs]\n";
+    let webhook = |kind: &str, name: &str, path: &str, extra: &str| {
+        format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: {kind}\nmetadata:\n  name: portcullis\nwebhooks:\n- name: {name}\n  admissionReviewVersions: [v1, v1beta1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 10\n  clientConfig:\n    url: {url}{path}\n    caBundle: {ca}\n{extra}{rules}"
+        )
+    };
+    Ok(format!(
+        "{}---\n{}",
+        webhook(
+            "ValidatingWebhookConfiguration",
+            "validate.portcullis.dev",
+            "/admission/validate",
+            "  namespaceSelector:\n    matchExpressions:\n    - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}\n"
+        ),
+        webhook(
+            "MutatingWebhookConfiguration",
+            "mutate.portcullis.dev",
+            "/admission/mutate",
+            "  reinvocationPolicy: IfNeeded\n  namespaceSelector:\n    matchLabels:\n      portcullis.dev/pod-security-defaults: restricted\n",
+        ),
+    ))
 }
 
 /// Which kube-apiserver webhook a configuration is for.

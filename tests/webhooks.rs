@@ -218,3 +218,55 @@ async fn mutation_makes_a_plain_pod_restricted_where_it_is_safe() {
     let out = gw.kubectl_with_stdin(&["apply", "-f", "-"], Some(&privileged));
     assert!(!out.status.success());
 }
+
+#[test]
+fn webhook_config_admission_prints_both_configurations_with_the_ca() {
+    let gw = Gateway::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "webhook-config",
+            "admission",
+            "--server",
+            "https://gw.example:6443",
+            "--data-dir",
+        ])
+        .arg(&gw.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_saphyr::from_str_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["kind"], "ValidatingWebhookConfiguration");
+    assert_eq!(docs[1]["kind"], "MutatingWebhookConfiguration");
+    use base64::Engine;
+    let ca = std::fs::read(gw.data.join("ca.crt")).unwrap();
+    for (doc, path) in docs
+        .iter()
+        .zip(["/admission/validate", "/admission/mutate"])
+    {
+        let hook = &doc["webhooks"][0];
+        assert_eq!(
+            hook["clientConfig"]["url"],
+            format!("https://gw.example:6443{path}")
+        );
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(hook["clientConfig"]["caBundle"].as_str().unwrap())
+                .unwrap(),
+            ca
+        );
+        assert_eq!(hook["sideEffects"], "None");
+        assert!(
+            hook["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["resources"].as_array().unwrap().contains(&json!("pods")))
+        );
+    }
+}
