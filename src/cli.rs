@@ -219,6 +219,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub admission_control_config_file: Option<PathBuf>,
 
+    /// Image policy (`portcullis.dev/v1` `ImagePolicy`, YAML or JSON): allowed and blocked
+    /// registries, `:latest`, digests and pull policies, per namespace label selector. Reloaded
+    /// when it changes; a file that does not load keeps the previous policy.
+    #[arg(long, value_name = "FILE")]
+    pub image_policy_file: Option<PathBuf>,
+
     /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
     /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
     /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
@@ -359,7 +365,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("--admission-control-config-file `{}`", path.display()))?,
         None => crate::server::admission::PodSecurityConfig::default(),
     };
+    let image_policy = Arc::new(arc_swap::ArcSwapOption::empty());
+    if let Some(path) = &args.image_policy_file {
+        image_policy.store(Some(Arc::new(load_image_policy(path)?)));
+        watch_image_policy(path.clone(), image_policy.clone());
+    }
     let state = AppState {
+        image_policy,
         pod_security: Arc::new(pod_security),
         tokens,
         ldap,
@@ -452,6 +464,49 @@ fn admission_webhook_config(args: &WebhookConfigArgs) -> Result<String> {
             "  reinvocationPolicy: IfNeeded\n  namespaceSelector:\n    matchLabels:\n      portcullis.dev/pod-security-defaults: restricted\n",
         ),
     ))
+}
+
+fn load_image_policy(
+    path: &std::path::Path,
+) -> Result<portcullis_admission::image_policy::ImagePolicy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--image-policy-file `{}`", path.display()))?;
+    let doc: serde_json::Value = serde_saphyr::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--image-policy-file `{}`: {e}", path.display()))?;
+    portcullis_admission::image_policy::ImagePolicy::from_value(&doc)
+        .with_context(|| format!("--image-policy-file `{}`", path.display()))
+}
+
+/// Polls the image policy file once a second and swaps in the new policy when it changes.
+fn watch_image_policy(
+    path: PathBuf,
+    policy: Arc<arc_swap::ArcSwapOption<portcullis_admission::image_policy::ImagePolicy>>,
+) {
+    tokio::spawn(async move {
+        let stamp = |p: &PathBuf| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        };
+        let mut seen = stamp(&path);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = stamp(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match load_image_policy(&path) {
+                Ok(p) => {
+                    policy.store(Some(Arc::new(p)));
+                    tracing::info!(path = %path.display(), "image policy reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "image policy rejected; the previous one stays in force")
+                }
+            }
+        }
+    });
 }
 
 /// Which kube-apiserver webhook a configuration is for.

@@ -270,3 +270,74 @@ fn webhook_config_admission_prints_both_configurations_with_the_ca() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_policy_refuses_pods_and_workloads_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("images.yaml");
+    let write = |allowed: &str| {
+        std::fs::write(
+            &policy,
+            format!("apiVersion: portcullis.dev/v1\nkind: ImagePolicy\nrules:\n- name: prod\n  namespaceSelector:\n    matchLabels: {{env: prod}}\n  allowedRegistries: [\"{allowed}\"]\n  disallowLatestTag: true\n"),
+        )
+        .unwrap();
+    };
+    write("registry.example.com");
+    let flag = policy.to_string_lossy().into_owned();
+    let data = dir.path().join("data");
+    let gw = Gateway::start_in(dir, data, &["--image-policy-file", &flag]);
+    gw.kubectl_ok(&["create", "namespace", "shop"]);
+    gw.kubectl_ok(&["label", "namespace", "shop", "env=prod"]);
+    let pod = |name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  containers:\n  - {{name: app, image: \"{image}\"}}\n"
+        )
+    };
+    let out = gw.kubectl_with_stdin(&["apply", "-f", "-"], Some(&pod("a", "nginx:1.27")));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains(r#"pods "a" is forbidden: violates ImagePolicy"#)
+            && err.contains(r#"container "app""#)
+            && err.contains(r#"(rule "prod")"#),
+        "{err}"
+    );
+    // The allow-list is not fooled by a look-alike host.
+    let out = gw.kubectl_with_stdin(
+        &["apply", "-f", "-"],
+        Some(&pod("b", "registry.example.com.evil.io/app:1")),
+    );
+    assert!(!out.status.success());
+    let out = gw.kubectl_with_stdin(
+        &["apply", "-f", "-"],
+        Some(&pod("c", "registry.example.com/app:1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Workload templates are refused too.
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: shop}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers:\n      - {name: app, image: \"registry.example.com/app:latest\"}\n";
+    let out = gw.kubectl_with_stdin(&["apply", "-f", "-"], Some(deploy));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(":latest"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Reload: allow docker.io images from now on.
+    write("docker.io/library/");
+    let mut allowed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if gw
+            .kubectl_with_stdin(&["apply", "-f", "-"], Some(&pod("a", "nginx:1.27")))
+            .status
+            .success()
+        {
+            allowed = true;
+            break;
+        }
+    }
+    assert!(allowed, "the new image policy was not picked up");
+}

@@ -5,9 +5,11 @@
 //! them after authorization and before storage, and `portcullis lint` runs the same engines over
 //! manifests.
 //!
-//! Today this crate holds the Pod Security Standards engine ([`pod_security`]): every check of
-//! the `baseline` and `restricted` levels, versioned from `v1.0` to `latest` as
-//! kubernetes/pod-security-admission defines them, with the same messages.
+//! It holds the Pod Security Standards engine ([`pod_security`]): every check of the `baseline`
+//! and `restricted` levels, versioned from `v1.0` to `latest` as kubernetes/pod-security-admission
+//! defines them, with the same messages; the image policy engine ([`image_policy`]): allowed and
+//! blocked registries, tags, digests and pull policies per namespace; and the opt-in restricted
+//! defaults ([`mutation`]) as JSON Patch.
 
 #![cfg_attr(
     not(test),
@@ -19,5 +21,7 @@
     )
 )]
 
+/// Image policy: allowed and blocked registries, tags, digests and pull policy, per namespace.
+pub mod image_policy;
 pub mod mutation;
 pub mod pod_security;

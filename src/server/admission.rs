@@ -275,14 +275,31 @@ pub(super) async fn check(
             old,
         },
     );
+    let name = new
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if let Some(message) = verdict.denied {
-        let name = new
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        return Err(Status::forbidden_with_message(resource, name, message));
+    }
+    if let Some(message) = image_policy(&ctx.state, resource.kind, labels.as_ref(), new) {
         return Err(Status::forbidden_with_message(resource, name, message));
     }
     Ok(verdict.warnings)
+}
+
+/// The image policy's refusal of an object, if any (pods and every pod-template kind).
+pub(super) fn image_policy(
+    state: &super::AppState,
+    kind: &str,
+    labels: Option<&Value>,
+    object: &Value,
+) -> Option<String> {
+    let policy = state.image_policy.load_full()?;
+    let empty = Value::Object(serde_json::Map::new());
+    let violations =
+        portcullis_admission::image_policy::check(&policy, labels.unwrap_or(&empty), kind, object);
+    (!violations.is_empty()).then(|| portcullis_admission::image_policy::message(&violations))
 }
 
 /// Most pods named in the warnings of an enforce-label change.

@@ -52,6 +52,8 @@ pub struct AppState {
     pub rbac: Arc<Rbac>,
     /// Bearer-token authenticators, TokenRequest signing and issuer discovery.
     pub tokens: Arc<tokens::Tokens>,
+    /// The image policy (`--image-policy-file`), swapped when the file changes.
+    pub image_policy: Arc<arc_swap::ArcSwapOption<portcullis_admission::image_policy::ImagePolicy>>,
     /// Pod Security defaults and exemptions (`--admission-control-config-file`).
     pub pod_security: Arc<admission::PodSecurityConfig>,
     /// The LDAP authenticator for HTTP Basic credentials, when configured.

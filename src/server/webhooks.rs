@@ -103,7 +103,10 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
                 old,
             },
         );
-        if let Some(message) = verdict.denied {
+        let denied = verdict
+            .denied
+            .or_else(|| admission::image_policy(state, s("/kind/kind"), labels.as_ref(), new));
+        if let Some(message) = denied {
             let name = s("/name");
             let resource = s("/resource/resource");
             let target = if name.is_empty() {
