@@ -220,3 +220,27 @@ async fn kubectl_logs_in_through_the_exec_plugin_and_login_tokens_pass_token_rev
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldaps_and_start_tls_verify_the_server_against_the_ca_file() {
+    let slapd = Slapd::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ldap-ca.pem");
+    std::fs::write(&ca, slapd.ca_pem.as_ref().unwrap()).unwrap();
+    let ca = ca.to_string_lossy().into_owned();
+    let ldaps = slapd.ldaps_url.clone().unwrap();
+
+    let gw = gateway_for(&ldaps, &["--ldap-ca-file", &ca]);
+    let (code, me) = whoami(&gw, "alice", "alice-secret").await;
+    assert_eq!(code, 201, "{me}");
+    let gw = gateway_for(&slapd.url, &["--ldap-ca-file", &ca, "--ldap-start-tls"]);
+    let (code, me) = whoami(&gw, "bob", "bob-secret").await;
+    assert_eq!(code, 201, "{me}");
+
+    // A server the CA file does not vouch for: fail closed.
+    let other = Slapd::start_tls();
+    let gw = gateway_for(&other.ldaps_url.clone().unwrap(), &["--ldap-ca-file", &ca]);
+    let (code, _) = whoami(&gw, "alice", "alice-secret").await;
+    assert_eq!(code, 401);
+    drop(dir);
+}

@@ -93,6 +93,7 @@ pub struct LdapAuthenticator {
     salt: [u8; 32],
     ok: moka::future::Cache<[u8; 32], UserInfo>,
     failed: moka::future::Cache<[u8; 32], LdapError>,
+    searcher: tokio::sync::Mutex<Option<ldap3::Ldap>>,
 }
 
 impl std::fmt::Debug for LdapAuthenticator {
@@ -119,6 +120,7 @@ impl LdapAuthenticator {
             salt,
             ok,
             failed,
+            searcher: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -202,16 +204,39 @@ impl LdapAuthenticator {
         Ok(ldap)
     }
 
-    async fn login(&self, username: &str, password: &str) -> Result<UserInfo, LdapError> {
-        let t = self.config.timeout;
-        let server = |e: ldap3::LdapError| LdapError::Server(e.to_string());
+    /// The service-account connection searches run on: bound once, multiplexed by every login
+    /// (ldap3 handles are clones of one connection), re-established when it breaks.
+    async fn searcher(&self) -> Result<ldap3::Ldap, LdapError> {
+        let mut slot = self.searcher.lock().await;
+        if let Some(ldap) = slot.as_mut()
+            && !ldap.is_closed()
+        {
+            return Ok(ldap.clone());
+        }
         let mut ldap = self.connect().await?;
-        ldap.with_timeout(t)
+        ldap.with_timeout(self.config.timeout)
             .simple_bind(&self.config.bind_dn, &self.config.bind_password)
             .await
-            .map_err(server)?
+            .map_err(|e| LdapError::Server(e.to_string()))?
             .success()
             .map_err(|e| LdapError::Server(format!("service account bind failed: {e}")))?;
+        *slot = Some(ldap.clone());
+        Ok(ldap)
+    }
+
+    async fn login(&self, username: &str, password: &str) -> Result<UserInfo, LdapError> {
+        let result = self.login_with(username, password).await;
+        if matches!(result, Err(LdapError::Server(_))) {
+            // Whatever broke, the next login starts from a fresh connection.
+            *self.searcher.lock().await = None;
+        }
+        result
+    }
+
+    async fn login_with(&self, username: &str, password: &str) -> Result<UserInfo, LdapError> {
+        let t = self.config.timeout;
+        let server = |e: ldap3::LdapError| LdapError::Server(e.to_string());
+        let mut ldap = self.searcher().await?;
         let filter = self
             .config
             .user_filter
@@ -229,7 +254,6 @@ impl LdapAuthenticator {
             .map_err(server)?;
         let mut entries = entries.into_iter();
         let (Some(entry), None) = (entries.next(), entries.next()) else {
-            let _ = ldap.unbind().await;
             return Err(LdapError::UnknownUser(username.to_owned()));
         };
         let entry = SearchEntry::construct(entry);
@@ -244,7 +268,6 @@ impl LdapAuthenticator {
             .map_err(server)?;
         let _ = user_conn.unbind().await;
         if bound.rc != 0 {
-            let _ = ldap.unbind().await;
             return Err(LdapError::InvalidCredentials(username.to_owned()));
         }
 
@@ -287,7 +310,6 @@ impl LdapAuthenticator {
                 }
             }
         }
-        let _ = ldap.unbind().await;
         // Directory order is not stable across servers; a sorted list is.
         groups.sort();
         Ok(UserInfo {
