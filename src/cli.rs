@@ -120,6 +120,11 @@ pub struct ServeArgs {
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_sans: Vec<String>,
 
+    /// Serve requests without credentials as `system:anonymous` (group `system:unauthenticated`)
+    /// on every path, for RBAC to decide. Off by default: only the health paths are anonymous.
+    #[arg(long)]
+    pub anonymous_auth: bool,
+
     /// Static bearer tokens: a CSV file of `token,user,uid[,"group1,group2"]` (reloaded when it
     /// changes; a malformed file stops start-up naming the line).
     #[arg(long, value_name = "FILE")]
@@ -371,6 +376,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         watch_image_policy(path.clone(), image_policy.clone());
     }
     let state = AppState {
+        anonymous_auth: args.anonymous_auth,
         image_policy,
         pod_security: Arc::new(pod_security),
         tokens,

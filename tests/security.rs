@@ -373,3 +373,39 @@ async fn the_client_ca_bundle_is_reloaded_when_it_changes() {
     }
     assert!(back, "the restored CA was not picked up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_auth_lets_rbac_decide_for_requests_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::start_in(dir, data, &["--anonymous-auth"]);
+    let anon = gw.client_with_identity(None);
+    // RBAC grants anonymous the public info paths only.
+    assert_eq!(
+        anon.get(format!("{}/version", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = anon
+        .get(format!("{}/api/v1/namespaces/default/pods", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        r#"pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    // A credential that fails is still a 401, never anonymous.
+    let r = anon
+        .get(format!("{}/version", gw.url))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

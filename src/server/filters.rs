@@ -93,8 +93,10 @@ fn metric_verb(verb: &str, method: &str) -> String {
     }
 }
 
-/// Authenticates the request: a verified client certificate, or anonymous on the health paths;
-/// anything else is 401.
+/// Authenticates the request in kube-apiserver's order: client certificate, bearer tokens (token
+/// file, service-account and login tokens), LDAP (HTTP Basic), then anonymous (health paths
+/// always; every path with `--anonymous-auth`, and only when no authenticator failed). Anything
+/// else is 401. The method is recorded for `/login`, metrics and audit.
 pub(super) async fn authenticate(
     State(state): State<AppState>,
     mut req: Request,
@@ -103,6 +105,11 @@ pub(super) async fn authenticate(
     let verdict = match req.extensions().get::<Peer>() {
         Some(peer) => certificate_verdict(&state, peer),
         None => Ok(None),
+    };
+    let mut method = if matches!(verdict, Ok(Some(_))) {
+        AuthMethod::X509
+    } else {
+        AuthMethod::None
     };
     let bearer = req
         .headers()
@@ -113,35 +120,55 @@ pub(super) async fn authenticate(
     let verdict = match (verdict, bearer) {
         (Ok(None), Bearer::Token(token)) => {
             let token = token.to_owned();
-            match state
+            let (outcome, name, cached) = state
                 .tokens
-                .authenticate(state.store.as_ref(), &token, &[])
-                .await
-            {
+                .authenticate_detailed(state.store.as_ref(), &token, &[])
+                .await;
+            if name == "jwt" {
+                state.metrics.auth_cache(name, cached);
+            }
+            match outcome {
                 super::tokens::TokenOutcome::User(user, _) => {
+                    state.metrics.authentication(name, true);
+                    method = if name == "jwt" {
+                        AuthMethod::Jwt
+                    } else {
+                        AuthMethod::TokenFile
+                    };
                     // The credential is consumed here; nothing downstream sees it.
                     req.headers_mut().remove(axum::http::header::AUTHORIZATION);
                     Ok(Some(user.with_authenticated_group()))
                 }
                 super::tokens::TokenOutcome::Invalid(reason) => {
+                    state.metrics.authentication(name, false);
                     tracing::info!(%reason, "bearer token rejected");
                     Err(())
                 }
             }
         }
         (Ok(None), Bearer::TooLong) => Err(()),
-        (Ok(None), Bearer::Absent) => basic_credentials(&state, &mut req).await,
+        (Ok(None), Bearer::Absent) => {
+            let v = basic_credentials(&state, &mut req).await;
+            if matches!(v, Ok(Some(_))) {
+                method = AuthMethod::Ldap;
+            }
+            v
+        }
         (verdict, _) => verdict,
     };
     let user = match verdict {
         Ok(Some(user)) => user,
-        Ok(None) if ANONYMOUS_PATHS.contains(&req.uri().path()) => UserInfo {
-            username: SYSTEM_ANONYMOUS.to_owned(),
-            groups: vec![SYSTEM_UNAUTHENTICATED.to_owned()],
-            ..UserInfo::default()
-        },
+        Ok(None) if state.anonymous_auth || ANONYMOUS_PATHS.contains(&req.uri().path()) => {
+            method = AuthMethod::Anonymous;
+            UserInfo {
+                username: SYSTEM_ANONYMOUS.to_owned(),
+                groups: vec![SYSTEM_UNAUTHENTICATED.to_owned()],
+                ..UserInfo::default()
+            }
+        }
         Ok(None) | Err(()) => return status_response(&Status::unauthorized()),
     };
+    req.extensions_mut().insert(method);
     let user = match impersonate(&state, &user, &mut req) {
         Ok(u) => u,
         Err(status) => return status_response(&status),
@@ -153,8 +180,18 @@ pub(super) async fn authenticate(
 /// Which authenticator named the user (for `/login`, metrics and audit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum AuthMethod {
+    /// No credentials were presented (only possible for a 401, never reaches a handler).
+    None,
+    /// A verified client certificate.
+    X509,
+    /// A static token from the token file.
+    TokenFile,
+    /// A service-account or portcullis login token.
+    Jwt,
     /// HTTP Basic credentials checked against LDAP.
     Ldap,
+    /// Anonymous (health paths, or `--anonymous-auth`).
+    Anonymous,
 }
 
 /// HTTP Basic credentials, checked against LDAP when it is configured. No Basic header: not
@@ -198,7 +235,6 @@ async fn basic_credentials(state: &AppState, req: &mut Request) -> Result<Option
     match result {
         Ok(user) => {
             req.headers_mut().remove(axum::http::header::AUTHORIZATION);
-            req.extensions_mut().insert(AuthMethod::Ldap);
             Ok(Some(user.with_authenticated_group()))
         }
         Err(e) => {

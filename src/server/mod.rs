@@ -54,6 +54,8 @@ pub struct AppState {
     pub tokens: Arc<tokens::Tokens>,
     /// The image policy (`--image-policy-file`), swapped when the file changes.
     pub image_policy: Arc<arc_swap::ArcSwapOption<portcullis_admission::image_policy::ImagePolicy>>,
+    /// Whether requests without credentials are served as `system:anonymous` on every path.
+    pub anonymous_auth: bool,
     /// Pod Security defaults and exemptions (`--admission-control-config-file`).
     pub pod_security: Arc<admission::PodSecurityConfig>,
     /// The LDAP authenticator for HTTP Basic credentials, when configured.

@@ -48,6 +48,14 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
         ctx.field_validation_or(FieldValidation::Strict)?,
     )?;
     let spec = review.get("spec").cloned().unwrap_or_else(|| json!({}));
+    if kind == "TokenReview"
+        && review
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+    {
+        return Err(Status::bad_request("namespace is not allowed on this type").into());
+    }
     let status = match kind {
         "SelfSubjectReview" => json!({"userInfo": user_info_json(&ctx.user)}),
         "TokenReview" => token_review(ctx, &spec).await?,

@@ -278,3 +278,35 @@ fn login_tokens_verify_with_their_user_and_expire() {
             .is_err()
     );
 }
+
+#[test]
+fn legacy_secret_tokens_verify_without_exp_and_need_consistent_claims() {
+    let f = fixture();
+    let legacy = |sub: &str| {
+        json!({"iss": LEGACY_ISSUER, "sub": sub,
+               "kubernetes.io/serviceaccount/namespace": "team-a",
+               "kubernetes.io/serviceaccount/secret.name": "builder-token-x",
+               "kubernetes.io/serviceaccount/service-account.name": "builder",
+               "kubernetes.io/serviceaccount/service-account.uid": "sa-uid"})
+    };
+    let token = f
+        .signer
+        .sign_claims(&legacy("system:serviceaccount:team-a:builder"))
+        .unwrap();
+    let v = f.verifier.verify(&token, NOW, &[]).unwrap().unwrap();
+    assert!(v.legacy);
+    assert_eq!(v.secret, Some(("builder-token-x".into(), String::new())));
+    assert_eq!(
+        v.audiences,
+        [ISS],
+        "a token without aud is for the API audiences"
+    );
+    let mismatched = f
+        .signer
+        .sign_claims(&legacy("system:serviceaccount:team-a:admin"))
+        .unwrap();
+    assert!(matches!(
+        f.verifier.verify(&mismatched, NOW, &[]),
+        Err(TokenError::Claims(_))
+    ));
+}
