@@ -405,32 +405,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 /// changes; a bundle that does not load keeps the old one and logs why. (Connections reuse a
 /// verdict for at most 10 s, so a removed CA stops working within that.)
 fn watch_client_ca(path: PathBuf, x509: Arc<arc_swap::ArcSwap<X509Authenticator>>) {
-    tokio::spawn(async move {
-        let stamp = |p: &PathBuf| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.len(), m.modified().ok()))
-        };
-        let mut seen = stamp(&path);
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            let now = stamp(&path);
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match tls::read_certs(&path)
-                .and_then(|c| X509Authenticator::new(&c).map_err(anyhow::Error::from))
-            {
-                Ok(a) => {
-                    x509.store(Arc::new(a));
-                    tracing::info!(path = %path.display(), "client CA bundle reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %format!("{e:#}"), "client CA bundle rejected; the previous one stays in force")
-                }
-            }
-        }
+    let file = path.clone();
+    crate::reload::watch(path, "client CA bundle", move || {
+        let certs = tls::read_certs(&file)?;
+        x509.store(Arc::new(X509Authenticator::new(&certs)?));
+        Ok(())
     });
 }
 
@@ -483,35 +462,15 @@ fn load_image_policy(
         .with_context(|| format!("--image-policy-file `{}`", path.display()))
 }
 
-/// Polls the image policy file once a second and swaps in the new policy when it changes.
+/// Reloads the image policy file when it changes.
 fn watch_image_policy(
     path: PathBuf,
     policy: Arc<arc_swap::ArcSwapOption<portcullis_admission::image_policy::ImagePolicy>>,
 ) {
-    tokio::spawn(async move {
-        let stamp = |p: &PathBuf| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.len(), m.modified().ok()))
-        };
-        let mut seen = stamp(&path);
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            let now = stamp(&path);
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match load_image_policy(&path) {
-                Ok(p) => {
-                    policy.store(Some(Arc::new(p)));
-                    tracing::info!(path = %path.display(), "image policy reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "image policy rejected; the previous one stays in force")
-                }
-            }
-        }
+    let file = path.clone();
+    crate::reload::watch(path, "image policy", move || {
+        policy.store(Some(Arc::new(load_image_policy(&file)?)));
+        Ok(())
     });
 }
 

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod rbac;
+pub mod reload;
 pub mod server;
 pub mod storage;
 pub mod table;

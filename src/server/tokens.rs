@@ -93,36 +93,12 @@ impl Tokens {
             return;
         };
         let tokens = self.clone();
-        tokio::spawn(async move {
-            let stamp = |p: &PathBuf| {
-                std::fs::metadata(p)
-                    .ok()
-                    .map(|m| (m.len(), m.modified().ok()))
-            };
-            let mut seen = stamp(&path);
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let now = stamp(&path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                let parsed = std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        TokenFile::parse(&b, &path.display().to_string(), tokens.salt)
-                            .map_err(|e| e.to_string())
-                    });
-                match parsed {
-                    Ok(f) => {
-                        tracing::info!(path = %path.display(), tokens = f.len(), "token file reloaded");
-                        tokens.file.store(Some(Arc::new(f)));
-                    }
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "token file rejected; the previous one stays in force")
-                    }
-                }
-            }
+        let file = path.clone();
+        crate::reload::watch(path, "token file", move || {
+            let bytes = std::fs::read(&file)?;
+            let parsed = TokenFile::parse(&bytes, &file.display().to_string(), tokens.salt)?;
+            tokens.file.store(Some(Arc::new(parsed)));
+            Ok(())
         });
     }
 
