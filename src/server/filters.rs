@@ -45,51 +45,71 @@ pub(super) async fn observe(State(state): State<AppState>, req: Request, next: N
     let start = Instant::now();
     let _inflight = state.metrics.start();
     let method = req.method().clone();
-    let uri = req.uri().clone();
-    let info = req.extensions().get::<RequestInfo>().cloned();
-    let response = next.run(req).await;
-    let code = response.status().as_u16();
-    let elapsed = start.elapsed();
-    let labels = match &info {
-        Some(RequestInfo::Resource(r)) => RequestLabels {
-            verb: metric_verb(&r.verb, method.as_str()),
-            group: r.group.clone(),
-            version: r.version.clone(),
-            resource: r.resource.clone(),
-            subresource: r.subresource.clone(),
-            scope: if !r.name.is_empty() && r.verb != "create" {
-                "resource"
-            } else if !r.namespace.is_empty() {
-                "namespace"
-            } else {
-                "cluster"
+    // The URI is only kept when it will be logged.
+    let uri = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().clone());
+    // Labels are computed before the request moves on, from borrowed attributes; only the code
+    // is filled in afterwards.
+    let code = 0;
+    let mut labels = match req.extensions().get::<RequestInfo>() {
+        Some(RequestInfo::Resource(r)) => {
+            // Registry strings are static; a resource the server does not serve is counted
+            // without its names (it was answered 404 anyway).
+            let resource = portcullis_api::registry::lookup(&r.group, &r.version, &r.resource);
+            let subresource = resource
+                .and_then(|res| res.subresource(&r.subresource))
+                .map(|s| s.name)
+                .unwrap_or("");
+            RequestLabels {
+                verb: metric_verb(&r.verb, method.as_str()),
+                group: resource.map(|r| r.gv.group).unwrap_or(""),
+                version: resource.map(|r| r.gv.version).unwrap_or(""),
+                resource: resource.map(|r| r.plural).unwrap_or(""),
+                subresource,
+                scope: if !r.name.is_empty() && r.verb != "create" {
+                    "resource"
+                } else if !r.namespace.is_empty() {
+                    "namespace"
+                } else {
+                    "cluster"
+                },
+                component: "apiserver",
+                code,
             }
-            .to_owned(),
-            component: "apiserver".to_owned(),
-            code: code.to_string(),
-        },
+        }
         _ => RequestLabels {
-            verb: method.as_str().to_owned(),
-            group: String::new(),
-            version: String::new(),
-            resource: String::new(),
-            subresource: String::new(),
-            scope: String::new(),
-            component: "apiserver".to_owned(),
-            code: code.to_string(),
+            verb: metric_verb("", method.as_str()),
+            group: "",
+            version: "",
+            resource: "",
+            subresource: "",
+            scope: "",
+            component: "apiserver",
+            code,
         },
     };
+    let response = next.run(req).await;
+    labels.code = response.status().as_u16();
+    let elapsed = start.elapsed();
     state.metrics.observe(labels, elapsed.as_secs_f64());
-    tracing::debug!(%method, %uri, code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+    if let Some(uri) = uri {
+        tracing::debug!(%method, %uri, code = labels.code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
     response
 }
 
 /// kube-apiserver's metric verb: the HTTP method, except LIST and WATCH for collections.
-fn metric_verb(verb: &str, method: &str) -> String {
-    match verb {
-        "list" => "LIST".to_owned(),
-        "watch" => "WATCH".to_owned(),
-        _ => method.to_owned(),
+fn metric_verb(verb: &str, method: &str) -> &'static str {
+    match (verb, method) {
+        ("list", _) => "LIST",
+        ("watch", _) => "WATCH",
+        (_, "GET") => "GET",
+        (_, "HEAD") => "HEAD",
+        (_, "POST") => "POST",
+        (_, "PUT") => "PUT",
+        (_, "PATCH") => "PATCH",
+        (_, "DELETE") => "DELETE",
+        (_, "OPTIONS") => "OPTIONS",
+        _ => "OTHER",
     }
 }
 
