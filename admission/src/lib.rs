@@ -9,7 +9,8 @@
 //! and `restricted` levels, versioned from `v1.0` to `latest` as kubernetes/pod-security-admission
 //! defines them, with the same messages; the image policy engine ([`image_policy`]): allowed and
 //! blocked registries, tags, digests and pull policies per namespace; and the opt-in restricted
-//! defaults ([`mutation`]) as JSON Patch.
+//! defaults ([`mutation`]) as JSON Patch. The Rego engine ([`rego`]) runs conftest-style policies
+//! and Gatekeeper ConstraintTemplates, compiled once and evaluated under a time limit.
 
 #![cfg_attr(
     not(test),
@@ -25,3 +26,4 @@
 pub mod image_policy;
 pub mod mutation;
 pub mod pod_security;
+pub mod rego;
