@@ -230,6 +230,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub image_policy_file: Option<PathBuf>,
 
+    /// Rego policies: conftest-style `.rego` files (`deny`, `violation`, `warn`) and Gatekeeper
+    /// ConstraintTemplates with their Constraints (YAML), under this directory. Checked after
+    /// Pod Security and the image policy; polled and recompiled when files change (a policy that
+    /// does not compile keeps the previous set and logs the file and line).
+    #[arg(long, value_name = "DIR")]
+    pub admission_policy_dir: Option<PathBuf>,
+
     /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
     /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
     /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
@@ -375,7 +382,19 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         image_policy.store(Some(Arc::new(load_image_policy(path)?)));
         watch_image_policy(path.clone(), image_policy.clone());
     }
+    let policies = Arc::new(arc_swap::ArcSwapOption::empty());
+    if let Some(dir) = &args.admission_policy_dir {
+        policies.store(Some(Arc::new(crate::policies::load(dir).with_context(
+            || format!("--admission-policy-dir `{}`", dir.display()),
+        )?)));
+        let (dir, swap) = (dir.clone(), policies.clone());
+        crate::reload::watch_dir(dir.clone(), "admission policies", move || {
+            swap.store(Some(Arc::new(crate::policies::load(&dir)?)));
+            Ok(())
+        });
+    }
     let state = AppState {
+        policies,
         anonymous_auth: args.anonymous_auth,
         image_policy,
         pod_security: Arc::new(pod_security),

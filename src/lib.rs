@@ -12,6 +12,7 @@ pub mod offline;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod policies;
 pub mod rbac;
 pub mod reload;
 pub mod server;

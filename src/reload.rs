@@ -43,3 +43,50 @@ pub fn watch(
         }
     });
 }
+
+/// Calls `reload` whenever a file under the directory `path` is added, removed or changed.
+pub fn watch_dir(
+    path: PathBuf,
+    what: &'static str,
+    reload: impl Fn() -> anyhow::Result<()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut seen = fingerprint(&path);
+        loop {
+            tokio::time::sleep(POLL).await;
+            let now = fingerprint(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match reload() {
+                Ok(()) => tracing::info!(path = %path.display(), "{what} reloaded"),
+                Err(e) => tracing::error!(
+                    path = %path.display(),
+                    error = %format!("{e:#}"),
+                    "{what} rejected; the previous ones stay in force"
+                ),
+            }
+        }
+    });
+}
+
+/// Every file under `path` with its size and modification time, sorted.
+pub fn fingerprint(path: &std::path::Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else {
+            out.push((p, meta.len(), meta.modified().ok()));
+        }
+    }
+    out.sort();
+    out
+}

@@ -61,10 +61,10 @@ impl Rbac {
         };
         let rbac = self.clone();
         tokio::spawn(async move {
-            let mut seen = fingerprint(&path);
+            let mut seen = crate::reload::fingerprint(&path);
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let now = fingerprint(&path);
+                let now = crate::reload::fingerprint(&path);
                 if now == seen {
                     continue;
                 }
@@ -138,26 +138,6 @@ fn parse_all<T: serde::de::DeserializeOwned>(items: &[KeyValue]) -> Vec<T> {
             }
         })
         .collect()
-}
-
-/// What a manifest tree looks like now: every file's path, size and modification time.
-fn fingerprint(path: &std::path::Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&p) {
-                stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
-            }
-        } else {
-            out.push((p, meta.len(), meta.modified().ok()));
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Reads every RBAC object of the store.

@@ -19,7 +19,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use portcullis_admission::pod_security::{self, Level, LevelVersion, Version};
 use portcullis_api::{Resource, Status, UserInfo};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::resources::{Ctx, store_error};
 
@@ -285,7 +285,66 @@ pub(super) async fn check(
     if let Some(message) = image_policy(&ctx.state, resource.kind, labels.as_ref(), new) {
         return Err(Status::forbidden_with_message(resource, name, message));
     }
-    Ok(verdict.warnings)
+    let mut warnings = verdict.warnings;
+    let review = json!({
+        "uid": uuid::Uuid::new_v4().to_string(),
+        "kind": {"group": resource.gv.group, "version": resource.gv.version, "kind": resource.kind},
+        "resource": {"group": resource.gv.group, "version": resource.gv.version, "resource": resource.plural},
+        "subResource": ctx.req.subresource,
+        "name": name,
+        "namespace": ctx.req.namespace,
+        "operation": if old.is_some() { "UPDATE" } else { "CREATE" },
+        "userInfo": ctx.user,
+        "object": new,
+        "oldObject": old,
+        "dryRun": false,
+    });
+    match rego(&ctx.state, &review, labels.as_ref()) {
+        RegoOutcome::Allowed(w) => warnings.extend(w),
+        RegoOutcome::Denied(message) => {
+            return Err(Status::forbidden_with_message(resource, name, message));
+        }
+        RegoOutcome::Failed(message) => return Err(Status::internal(message)),
+    }
+    Ok(warnings)
+}
+
+/// The outcome of the Rego policies on one request.
+pub(super) enum RegoOutcome {
+    /// Allowed, with these warnings.
+    Allowed(Vec<String>),
+    /// Denied: the findings, joined.
+    Denied(String),
+    /// A policy failed or ran out of time: the request is refused (fail closed).
+    Failed(String),
+}
+
+/// Runs the Rego and Gatekeeper policies on an AdmissionReview request.
+pub(super) fn rego(
+    state: &super::AppState,
+    request: &Value,
+    labels: Option<&Value>,
+) -> RegoOutcome {
+    let Some(set) = state.policies.load_full() else {
+        return RegoOutcome::Allowed(Vec::new());
+    };
+    let empty = Value::Object(serde_json::Map::new());
+    match set.evaluate(request, labels.unwrap_or(&empty)) {
+        Ok(v) if v.denials.is_empty() => {
+            RegoOutcome::Allowed(v.warnings.iter().map(ToString::to_string).collect())
+        }
+        Ok(v) => RegoOutcome::Denied(
+            v.denials
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "admission policy evaluation failed; the request is refused");
+            RegoOutcome::Failed(format!("admission policy evaluation failed: {e}"))
+        }
+    }
 }
 
 /// The image policy's refusal of an object, if any (pods and every pod-template kind).

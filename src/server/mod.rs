@@ -52,6 +52,8 @@ pub struct AppState {
     pub rbac: Arc<Rbac>,
     /// Bearer-token authenticators, TokenRequest signing and issuer discovery.
     pub tokens: Arc<tokens::Tokens>,
+    /// Rego and Gatekeeper policies (`--admission-policy-dir`), swapped when they change.
+    pub policies: Arc<arc_swap::ArcSwapOption<portcullis_admission::rego::PolicySet>>,
     /// The image policy (`--image-policy-file`), swapped when the file changes.
     pub image_policy: Arc<arc_swap::ArcSwapOption<portcullis_admission::image_policy::ImagePolicy>>,
     /// Whether requests without credentials are served as `system:anonymous` on every path.

@@ -103,9 +103,18 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
                 old,
             },
         );
-        let denied = verdict
+        let mut warnings = verdict.warnings;
+        let mut denied = verdict
             .denied
             .or_else(|| admission::image_policy(state, s("/kind/kind"), labels.as_ref(), new));
+        if denied.is_none() {
+            match admission::rego(state, request, labels.as_ref()) {
+                admission::RegoOutcome::Allowed(w) => warnings.extend(w),
+                admission::RegoOutcome::Denied(m) | admission::RegoOutcome::Failed(m) => {
+                    denied = Some(m)
+                }
+            }
+        }
         if let Some(message) = denied {
             let name = s("/name");
             let resource = s("/resource/resource");
@@ -123,8 +132,8 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
                 "code": 403,
             });
         }
-        if !verdict.warnings.is_empty() {
-            response["warnings"] = json!(verdict.warnings);
+        if !warnings.is_empty() {
+            response["warnings"] = json!(warnings);
         }
         if !verdict.annotations.is_empty() {
             let map: serde_json::Map<String, Value> = verdict

@@ -1,0 +1,96 @@
+//! Loading admission policies from a directory (`--admission-policy-dir`): conftest `.rego` files
+//! and Gatekeeper ConstraintTemplates with their Constraints (YAML or JSON), compiled into one
+//! `portcullis_admission::rego::PolicySet`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use portcullis_admission::rego::{Document, GatekeeperPolicy, PolicySet, PolicySource, RegoFile};
+use serde_json::Value;
+
+/// Largest policy file read.
+const MAX_FILE: u64 = 4 * 1024 * 1024;
+
+/// Reads and compiles every policy under `dir`.
+pub fn load(dir: &Path) -> Result<PolicySet> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    files.sort();
+    let mut sources = Vec::new();
+    let mut templates: BTreeMap<String, Document> = BTreeMap::new();
+    let mut constraints: BTreeMap<String, Vec<Document>> = BTreeMap::new();
+    for path in &files {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading `{}`", path.display()))?;
+        if meta.len() > MAX_FILE {
+            bail!("`{}` is larger than {} MiB", path.display(), MAX_FILE >> 20);
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        let name = path.display().to_string();
+        if path.extension().and_then(|e| e.to_str()) == Some("rego") {
+            sources.push(PolicySource::Rego(RegoFile::new(name, text)));
+            continue;
+        }
+        let docs: Vec<Value> =
+            serde_saphyr::from_str_multiple(&text).map_err(|e| anyhow::anyhow!("`{name}`: {e}"))?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            let at = format!("{name}#{i}");
+            match doc["kind"].as_str() {
+                Some("ConstraintTemplate") => {
+                    let kind = doc
+                        .pointer("/spec/crd/spec/names/kind")
+                        .and_then(Value::as_str)
+                        .with_context(|| format!("`{at}`: spec.crd.spec.names.kind is required"))?
+                        .to_owned();
+                    templates.insert(kind, Document::new(at, doc));
+                }
+                Some(kind)
+                    if doc["apiVersion"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("constraints.gatekeeper.sh/")) =>
+                {
+                    constraints
+                        .entry(kind.to_owned())
+                        .or_default()
+                        .push(Document::new(at, doc));
+                }
+                _ => {}
+            }
+        }
+    }
+    for (kind, list) in &constraints {
+        if !templates.contains_key(kind) {
+            bail!(
+                "constraint kind `{kind}` has no ConstraintTemplate (first: `{}`)",
+                list.first().map(|d| d.path.as_str()).unwrap_or("")
+            );
+        }
+    }
+    for (kind, template) in templates {
+        sources.push(PolicySource::Gatekeeper(GatekeeperPolicy {
+            template,
+            constraints: constraints.remove(&kind).unwrap_or_default(),
+        }));
+    }
+    Ok(PolicySet::compile(&sources)?)
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading `{}`", path.display()))?;
+    if meta.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("reading `{}`", path.display()))?
+        {
+            collect(&entry?.path(), out)?;
+        }
+    } else if path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "rego" | "yaml" | "yml" | "json"))
+    {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
