@@ -283,6 +283,25 @@ fn strip_zero(b: &[u8]) -> &[u8] {
     }
 }
 
+/// The `iss` of a token, read without verifying anything, only to route it to the authenticator
+/// that owns it (never to choose trust). `None` for anything that is not a bounded three-part
+/// JWS with a JSON payload.
+fn peek_issuer(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_BYTES || token.starts_with('{') {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Peek>(&bytes).ok().map(|p| p.iss)
+}
+
 /// Verifies service-account tokens for a set of issuers and API audiences.
 #[derive(Debug)]
 pub struct Verifier {
@@ -368,24 +387,11 @@ impl Verifier {
         now: u64,
         audiences: &[String],
     ) -> Result<Option<Verified>, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES || token.starts_with('{') {
-            return Ok(None);
-        }
-        let mut parts = token.split('.');
-        let (Some(_), Some(payload), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let Some(iss) = peek_issuer(token) else {
             return Ok(None);
         };
-        let Some(peek) = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Peek>(&b).ok())
-        else {
-            return Ok(None);
-        };
-        let legacy = peek.iss == LEGACY_ISSUER;
-        if !legacy && !self.issuers.contains(&peek.iss) {
+        let legacy = iss == LEGACY_ISSUER;
+        if !legacy && !self.issuers.contains(&iss) {
             return Ok(None);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Signature)?;
@@ -409,7 +415,7 @@ impl Verifier {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.required_spec_claims.clear();
-        validation.set_issuer(&[peek.iss.as_str()]);
+        validation.set_issuer(&[iss.as_str()]);
         let mut claims = None;
         for key in usable {
             match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
@@ -556,21 +562,7 @@ impl KeySet {
         now: u64,
         audiences: &[String],
     ) -> Result<Option<(UserInfo, Vec<String>)>, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Ok(None);
-        }
-        let mut parts = token.split('.');
-        let (Some(_), Some(payload), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Ok(None);
-        };
-        let iss = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Peek>(&b).ok())
-            .map(|p| p.iss);
-        if iss.as_deref() != Some(LOGIN_ISSUER) {
+        if peek_issuer(token).as_deref() != Some(LOGIN_ISSUER) {
             return Ok(None);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Signature)?;

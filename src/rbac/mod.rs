@@ -155,66 +155,33 @@ pub async fn read_policy(store: &dyn Store) -> Result<Policy> {
 /// annotations are added back, as kube-apiserver does on every start.
 pub async fn bootstrap(store: &dyn Store) -> Result<()> {
     let mut policy = bootstrap::policy().context("reading the built-in bootstrap policy")?;
-    // portcullis' own: kube-apiservers call the admission webhooks, with or without credentials.
-    policy.cluster_roles.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {
-            "name": "portcullis:admission-review",
-            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
-            "annotations": {AUTOUPDATE: "true"},
-        },
-        "rules": [{"verbs": ["post"], "nonResourceURLs": ["/admission/validate", "/admission/mutate"]}],
-    }));
-    policy.cluster_role_bindings.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {
-            "name": "portcullis:admission-review",
-            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
-            "annotations": {AUTOUPDATE: "true"},
-        },
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "portcullis:admission-review"},
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"},
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"},
-        ],
-    }));
-    // portcullis' own: every authenticated user may exchange LDAP credentials for a token.
-    policy.cluster_roles.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {
-            "name": "portcullis:login",
-            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
-            "annotations": {AUTOUPDATE: "true"},
-        },
-        "rules": [{"verbs": ["post"], "nonResourceURLs": ["/login"]}],
-    }));
-    policy.cluster_role_bindings.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {
-            "name": "portcullis:login",
-            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
-            "annotations": {AUTOUPDATE: "true"},
-        },
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "portcullis:login"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}],
-    }));
-    // portcullis' own addition: kube-apiservers using it as a webhook present certificates of
-    // this group (see `portcullis webhook-config`), which may ask reviews and nothing else.
-    policy.cluster_role_bindings.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {
-            "name": WEBHOOK_CALLERS,
-            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
-            "annotations": {AUTOUPDATE: "true"},
-        },
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": WEBHOOK_CALLERS}],
-    }));
+    // portcullis' own: kube-apiservers call the admission webhooks, with or without credentials;
+    // every authenticated user may exchange LDAP credentials for a token; kube-apiservers using
+    // portcullis as a webhook present certificates of WEBHOOK_CALLERS (see `portcullis
+    // webhook-config`), which may ask reviews and nothing else.
+    let admission = "portcullis:admission-review";
+    policy.cluster_roles.push(own_cluster_role(
+        admission,
+        &["/admission/validate", "/admission/mutate"],
+    ));
+    policy.cluster_role_bindings.push(own_binding(
+        admission,
+        admission,
+        &["system:authenticated", "system:unauthenticated"],
+    ));
+    policy
+        .cluster_roles
+        .push(own_cluster_role("portcullis:login", &["/login"]));
+    policy.cluster_role_bindings.push(own_binding(
+        "portcullis:login",
+        "portcullis:login",
+        &["system:authenticated"],
+    ));
+    policy.cluster_role_bindings.push(own_binding(
+        WEBHOOK_CALLERS,
+        "system:auth-delegator",
+        &[WEBHOOK_CALLERS],
+    ));
     let now = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -272,6 +239,39 @@ pub async fn bootstrap(store: &dyn Store) -> Result<()> {
         }
     }
     aggregate(store).await
+}
+
+/// A ClusterRole of portcullis' own bootstrap policy granting `post` on `paths`.
+fn own_cluster_role(name: &str, paths: &[&str]) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": own_metadata(name),
+        "rules": [{"verbs": ["post"], "nonResourceURLs": paths}],
+    })
+}
+
+/// A ClusterRoleBinding of portcullis' own bootstrap policy from `groups` to `role`.
+fn own_binding(name: &str, role: &str, groups: &[&str]) -> Value {
+    let subjects: Vec<Value> = groups
+        .iter()
+        .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
+        .collect();
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": own_metadata(name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": subjects,
+    })
+}
+
+fn own_metadata(name: &str) -> Value {
+    json!({
+        "name": name,
+        "labels": {"app.kubernetes.io/managed-by": "portcullis"},
+        "annotations": {AUTOUPDATE: "true"},
+    })
 }
 
 /// Adds the bootstrap object's missing rules, subjects, labels and annotations to `current`;
