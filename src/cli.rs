@@ -56,6 +56,21 @@ pub enum Command {
     /// Print the kubeconfig-format file a kube-apiserver takes to use portcullis as a webhook.
     #[command(subcommand)]
     WebhookConfig(WebhookConfig),
+    /// Work with admission policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `portcullis policy`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run Gatekeeper test suites (`gator verify` format) with portcullis' Rego engine.
+    ///
+    /// Each `test.gatekeeper.sh/v1alpha1` Suite names a ConstraintTemplate, a Constraint and
+    /// cases (an object or AdmissionReview, optional inventory, and assertions on the number of
+    /// violations and their messages). Example: `portcullis policy verify policies/gatekeeper/`.
+    /// Exit 0 when every case passes, 1 when one fails or cannot run, 2 on usage errors.
+    Verify(crate::gator::VerifyArgs),
 }
 
 /// Webhook configurations for kube-apiserver.
@@ -267,6 +282,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::CanI(args) => crate::offline::can_i(&args),
         Command::Credential => crate::credential::run(),
         Command::WhoCan(args) => crate::offline::who_can(&args),
+        Command::Policy(PolicyCommand::Verify(args)) => crate::gator::run(&args),
         Command::WebhookConfig(WebhookConfig::Authz(args)) => {
             print!("{}", webhook_config(&args, WebhookKind::Authz)?);
             Ok(0)

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod credential;
 pub mod duration;
+pub mod gator;
 pub mod offline;
 pub mod openapi;
 pub mod patch;

@@ -78,26 +78,55 @@ impl Template {
             let problem = format!("must be `{TARGET}`");
             return Err(RegoError::document(path, "spec.targets[0].target", problem));
         }
-        let rego = string_at(target, path, &["rego"])
-            .map_err(|_| RegoError::document(path, "spec.targets[0].rego", "must be a string"))?;
+        // The Rego is `rego` and `libs` on the target, or, in the multi-engine form, the
+        // `source` of the `code` entry whose engine is `Rego` (a CEL-only template has none).
+        let (source, at, version) = match target.get("rego") {
+            Some(_) => (target, "spec.targets[0]".to_owned(), RegoVersion::V0),
+            None => {
+                let code = target.get("code").and_then(Value::as_array);
+                let entry =
+                    code.into_iter().flatten().enumerate().find(|(_, entry)| {
+                        entry.get("engine").and_then(Value::as_str) == Some("Rego")
+                    });
+                let Some((index, entry)) = entry else {
+                    let problem = "has neither `rego` nor a `code` entry with `engine: Rego` \
+                         (templates written only in CEL are not supported)";
+                    return Err(RegoError::document(path, "spec.targets[0]", problem));
+                };
+                let source = entry.get("source").unwrap_or(&Value::Null);
+                // Gatekeeper reads v0 unless the source says `version: v1`.
+                let version = match source.get("version").and_then(Value::as_str) {
+                    Some("v1") => RegoVersion::V1,
+                    _ => RegoVersion::V0,
+                };
+                (
+                    source,
+                    format!("spec.targets[0].code[{index}].source"),
+                    version,
+                )
+            }
+        };
+        let rego = string_at(source, path, &["rego"])
+            .map_err(|_| RegoError::document(path, format!("{at}.rego"), "must be a string"))?;
 
-        // Gatekeeper reads `rego` and `libs` as Rego v0; a module may opt in to v1 itself.
-        let mut engine = runtime::new_engine(RegoVersion::V0);
-        let rego_path = format!("{path}#spec.targets[0].rego");
+        // Gatekeeper reads `rego` and `libs` as Rego v0 (unless the multi-engine source says
+        // v1); a module may opt in to v1 itself.
+        let mut engine = runtime::new_engine(version);
+        let rego_path = format!("{path}#{at}.rego");
         let package = runtime::add_policy(&mut engine, &rego_path, rego)?;
-        let libs = match target.get("libs") {
+        let libs = match source.get("libs") {
             None | Some(Value::Null) => &[][..],
             Some(Value::Array(libs)) => libs.as_slice(),
             Some(_) => {
                 return Err(RegoError::document(
                     path,
-                    "spec.targets[0].libs",
+                    format!("{at}.libs"),
                     "must be an array",
                 ));
             }
         };
         for (index, lib) in libs.iter().enumerate() {
-            let field = format!("spec.targets[0].libs[{index}]");
+            let field = format!("{at}.libs[{index}]");
             let Some(lib) = lib.as_str() else {
                 return Err(RegoError::document(path, field, "must be a string"));
             };
@@ -112,7 +141,7 @@ impl Template {
             .unwrap_or(false);
         if !declared {
             let problem = "must declare a `violation` rule";
-            return Err(RegoError::document(path, "spec.targets[0].rego", problem));
+            return Err(RegoError::document(path, format!("{at}.rego"), problem));
         }
         engine
             .add_data(runtime::object([("inventory", RegoValue::new_object())]))
@@ -162,6 +191,19 @@ impl Template {
     pub(super) fn set_time_limit(&mut self, limit: Duration) {
         runtime::set_time_limit(&mut self.engine, limit);
         self.time_limit = limit;
+    }
+
+    /// Replaces `data.inventory`, the replicated objects referential templates read.
+    pub(super) fn set_inventory(&mut self, inventory: RegoValue) -> Result<(), RegoError> {
+        self.engine.clear_data();
+        self.engine
+            .add_data(runtime::object([("inventory", inventory)]))
+            .map_err(|error| RegoError::Compile {
+                path: self.rule.clone(),
+                detail: runtime::one_line(&format!("{error:#}")),
+            })?;
+        let rule = self.rule.clone();
+        self.prepare(&rule)
     }
 
     pub(super) fn constraints(&self) -> impl Iterator<Item = &str> {

@@ -247,6 +247,18 @@ impl PolicySet {
         self
     }
 
+    /// The same set with Gatekeeper's `data.inventory` replaced: the objects referential
+    /// templates read (`data.inventory.namespace[ns][apiVersion][kind][name]` and
+    /// `data.inventory.cluster[apiVersion][kind][name]`), as Gatekeeper's sync or `gator`'s
+    /// `inventory` files provide them. The set starts with an empty inventory.
+    pub fn with_inventory(mut self, inventory: &Value) -> Result<Self, RegoError> {
+        let inventory = runtime::to_rego(inventory)?;
+        for template in &mut self.templates {
+            template.set_inventory(inventory.clone())?;
+        }
+        Ok(self)
+    }
+
     /// The limit on the wall-clock time of each policy's evaluation.
     pub fn time_limit(&self) -> Duration {
         self.time_limit

@@ -660,3 +660,38 @@ fn an_empty_set_allows_everything() {
     let verdict = set.evaluate(&request("Pod", "apps", nginx_pod(json!({}))), &Value::Null);
     assert_eq!(verdict.unwrap(), Verdict::default());
 }
+
+#[test]
+fn referential_templates_read_the_inventory() {
+    const UNIQUE_HOST: &str = include_str!("../../tests/rego/uniquehost.yaml");
+    let ingress = |ns: &str, name: &str, host: &str| {
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"rules": [{"host": host}]},
+        })
+    };
+    let set = compile(vec![gatekeeper(
+        UNIQUE_HOST,
+        vec![constraint("PcUniqueIngressHost", "unique-host", json!({}))],
+    )]);
+    let new = request("Ingress", "web", ingress("web", "shop", "shop.example.com"));
+    // Nothing replicated yet: nothing to collide with.
+    assert!(denials(&set, &new, &Value::Null).is_empty());
+
+    let inventory = json!({"namespace": {"other": {"networking.k8s.io/v1": {"Ingress": {
+        "old-shop": ingress("other", "old-shop", "shop.example.com"),
+        "blog": ingress("other", "blog", "blog.example.com"),
+    }}}}});
+    let set = set.with_inventory(&inventory).unwrap();
+    assert_eq!(
+        denials(&set, &new, &Value::Null),
+        ["[unique-host] host shop.example.com is already used by ingress other/old-shop"]
+    );
+    // The object itself, already in the inventory (an update), does not collide with itself.
+    let own = json!({"namespace": {"web": {"networking.k8s.io/v1": {"Ingress": {
+        "shop": ingress("web", "shop", "shop.example.com"),
+    }}}}});
+    let set = set.with_inventory(&own).unwrap();
+    assert!(denials(&set, &new, &Value::Null).is_empty());
+}
