@@ -235,7 +235,8 @@ pub struct ServeArgs {
 
     /// Admission configuration (kube-apiserver's `AdmissionConfiguration` with a `PodSecurity`
     /// plugin entry, or a bare `PodSecurityConfiguration`): defaults for namespaces without
-    /// Pod Security labels, and exempt users, runtime classes and namespaces.
+    /// Pod Security labels, and exempt users, runtime classes and namespaces. Reloaded when the
+    /// file changes; a file that does not load is refused and the previous one stays.
     #[arg(long, value_name = "FILE")]
     pub admission_control_config_file: Option<PathBuf>,
 
@@ -393,6 +394,16 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("--admission-control-config-file `{}`", path.display()))?,
         None => crate::server::admission::PodSecurityConfig::default(),
     };
+    let pod_security = Arc::new(arc_swap::ArcSwap::from_pointee(pod_security));
+    if let Some(path) = &args.admission_control_config_file {
+        let (file, swap) = (path.clone(), pod_security.clone());
+        crate::reload::watch(path.clone(), "admission control configuration", move || {
+            swap.store(Arc::new(crate::server::admission::PodSecurityConfig::load(
+                &file,
+            )?));
+            Ok(())
+        });
+    }
     let image_policy = Arc::new(arc_swap::ArcSwapOption::empty());
     if let Some(path) = &args.image_policy_file {
         image_policy.store(Some(Arc::new(load_image_policy(path)?)));
@@ -413,7 +424,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         policies,
         anonymous_auth: args.anonymous_auth,
         image_policy,
-        pod_security: Arc::new(pod_security),
+        pod_security,
         tokens,
         ldap,
         store: store.clone(),

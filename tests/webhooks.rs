@@ -145,6 +145,37 @@ async fn validating_webhook_applies_defaults_and_exemptions() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(r#"violates PodSecurity "baseline:latest""#)
     );
+
+    // The configuration is reloaded when the file changes; a bad one is refused and the previous
+    // one stays in force.
+    let privileged_in_apps = || {
+        ask(review(
+            "admission.k8s.io/v1",
+            "apps",
+            "jane",
+            "Pod",
+            privileged_pod(),
+        ))
+    };
+    std::fs::write(&config, "kind: AdmissionConfiguration\nplugins: [{name: PodSecurity, configuration: {kind: Nonsense}}]\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(privileged_in_apps().await["response"]["allowed"], false);
+    std::fs::write(
+        &config,
+        CONFIG.replace("[kube-system]", "[kube-system, apps]"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if privileged_in_apps().await["response"]["allowed"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new exemption was never loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

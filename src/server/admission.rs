@@ -263,7 +263,7 @@ pub(super) async fn check(
     }
     let labels = namespace_labels(ctx.state.store.as_ref(), &ctx.req.namespace).await?;
     let verdict = pod_security(
-        &ctx.state.pod_security,
+        &ctx.state.pod_security.load(),
         &Request {
             kind: resource.kind,
             is_pod: resource.plural == "pods" && resource.gv.group.is_empty(),
@@ -376,21 +376,16 @@ async fn namespace_change(
         .and_then(Value::as_str)
         .unwrap_or("");
     let labels = |v: Option<&Value>| v.and_then(|v| v.pointer("/metadata/labels")).cloned();
-    let [new_enforce, _, _] = policies(&ctx.state.pod_security, labels(Some(new)).as_ref());
-    let [old_enforce, _, _] = policies(&ctx.state.pod_security, labels(old).as_ref());
+    let config = ctx.state.pod_security.load();
+    let [new_enforce, _, _] = policies(&config, labels(Some(new)).as_ref());
+    let [old_enforce, _, _] = policies(&config, labels(old).as_ref());
     let Some(policy) = new_enforce else {
         return Ok(Vec::new());
     };
     if old.is_some() && old_enforce == new_enforce {
         return Ok(Vec::new());
     }
-    if ctx
-        .state
-        .pod_security
-        .exempt_namespaces
-        .iter()
-        .any(|n| n == name)
-    {
+    if config.exempt_namespaces.iter().any(|n| n == name) {
         return Ok(Vec::new());
     }
     let pods = portcullis_api::registry::lookup("", "v1", "pods")

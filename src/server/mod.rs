@@ -59,7 +59,7 @@ pub struct AppState {
     /// Whether requests without credentials are served as `system:anonymous` on every path.
     pub anonymous_auth: bool,
     /// Pod Security defaults and exemptions (`--admission-control-config-file`).
-    pub pod_security: Arc<admission::PodSecurityConfig>,
+    pub pod_security: Arc<arc_swap::ArcSwap<admission::PodSecurityConfig>>,
     /// The LDAP authenticator for HTTP Basic credentials, when configured.
     pub ldap: Option<Arc<portcullis_authn::ldap::LdapAuthenticator>>,
     /// Request metrics.

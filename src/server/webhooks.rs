@@ -91,7 +91,7 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
         let new = request.get("object").unwrap_or(&null);
         let old = request.get("oldObject").filter(|o| !o.is_null());
         let verdict = admission::pod_security(
-            &state.pod_security,
+            &state.pod_security.load(),
             &AdmissionRequest {
                 kind: s("/kind/kind"),
                 is_pod: s("/resource/resource") == "pods" && s("/resource/group").is_empty(),
