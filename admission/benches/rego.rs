@@ -104,6 +104,26 @@ fn gatekeeper_set() -> PolicySet {
     PolicySet::compile(&[source]).unwrap()
 }
 
+/// Five policies of the shipped library (policies/), with their shared lib: the admission
+/// budget's "five Rego policies".
+fn library_set() -> PolicySet {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let mut sources = Vec::new();
+    for name in [
+        "lib/pods",
+        "readonly_root_fs",
+        "resources",
+        "automount_token",
+        "host_path",
+        "seccomp",
+    ] {
+        let path = format!("{root}/{name}.rego");
+        let text = std::fs::read_to_string(&path).unwrap();
+        sources.push(PolicySource::Rego(RegoFile::new(path, text)));
+    }
+    PolicySet::compile(&sources).unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let request = pod_request();
     let labels = json!({"env": "prod"});
@@ -121,5 +141,15 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn bench_library(c: &mut Criterion) {
+    let request = pod_request();
+    let labels = json!({"env": "prod"});
+    let library = library_set();
+    assert!(library.evaluate(&request, &labels).unwrap().is_allowed());
+    c.bench_function("rego/library_five_pod", |b| {
+        b.iter(|| library.evaluate(black_box(&request), black_box(&labels)))
+    });
+}
+
+criterion_group!(benches, bench, bench_library);
 criterion_main!(benches);
