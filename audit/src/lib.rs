@@ -1,0 +1,21 @@
+//! What happened.
+//!
+//! The audit stage of portcullis: the `audit.k8s.io/v1` [`policy`] that decides how much of a
+//! request is recorded, the event that records it, in the exact JSON kube-apiserver emits.
+//!
+//! Policy evaluation and event shaping are pure: they read their inputs and the time they are
+//! given, nothing else. The gateway wires them around its request pipeline.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod policy;
+
+pub use policy::{AuditConfig, Level, Policy, PolicyEvaluator, RequestAttributes, Stage};
