@@ -1,7 +1,7 @@
 //! What happened.
 //!
 //! The audit stage of portcullis: the `audit.k8s.io/v1` [`policy`] that decides how much of a
-//! request is recorded, the event that records it, in the exact JSON kube-apiserver emits.
+//! request is recorded, the [`event`] that records it, in the exact JSON kube-apiserver emits.
 //!
 //! Policy evaluation and event shaping are pure: they read their inputs and the time they are
 //! given, nothing else. The gateway wires them around its request pipeline.
@@ -16,6 +16,8 @@
     )
 )]
 
+pub mod event;
 pub mod policy;
 
+pub use event::{AuditId, Event, EventList, MicroTime};
 pub use policy::{AuditConfig, Level, Policy, PolicyEvaluator, RequestAttributes, Stage};
