@@ -16,8 +16,14 @@
     )
 )]
 
+pub mod chain;
 pub mod event;
+mod lines;
 pub mod policy;
+pub mod verify;
 
+pub use chain::{CHAIN_ANNOTATION, Chain, Link};
 pub use event::{AuditId, Event, EventList, MicroTime};
+pub use lines::MAX_LINE_BYTES;
 pub use policy::{AuditConfig, Level, Policy, PolicyEvaluator, RequestAttributes, Stage};
+pub use verify::{Report, VerifyOptions, verify};
