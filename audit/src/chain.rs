@@ -110,6 +110,14 @@ impl Chain {
         })
     }
 
+    /// The state right after `link` was sealed.
+    pub(crate) fn after(link: Link) -> Chain {
+        Chain {
+            next_seq: link.seq.saturating_add(1),
+            prev: link.hash,
+        }
+    }
+
     /// The sequence number the next event will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq

@@ -19,11 +19,13 @@
 pub mod chain;
 pub mod event;
 mod lines;
+pub mod log;
 pub mod policy;
 pub mod verify;
 
 pub use chain::{CHAIN_ANNOTATION, Chain, Link};
 pub use event::{AuditId, Event, EventList, MicroTime};
 pub use lines::MAX_LINE_BYTES;
+pub use log::{LogBackend, LogConfig, Mode};
 pub use policy::{AuditConfig, Level, Policy, PolicyEvaluator, RequestAttributes, Stage};
 pub use verify::{Report, VerifyOptions, verify};

@@ -122,7 +122,6 @@ impl<R: BufRead> LineReader<R> {
 
 /// The end of a plain file, as the writer needs it on restart.
 #[derive(Debug, PartialEq, Eq)]
-#[allow(dead_code, reason = "used by the log backend")]
 pub(crate) struct Tail {
     /// Length of the file up to and including its last `\n` (what survives repair).
     pub(crate) complete_len: u64,
@@ -134,7 +133,6 @@ pub(crate) struct Tail {
 
 /// Reads the end of a plain file: where its last complete line ends and what that line is.
 /// Reads at most about two line bounds from the end.
-#[allow(dead_code, reason = "used by the log backend")]
 pub(crate) fn tail(file: &mut File, max: usize) -> io::Result<Tail> {
     let len = file.seek(SeekFrom::End(0))?;
     let window = (2 * max as u64 + 2).min(len);
@@ -165,7 +163,6 @@ pub(crate) fn tail(file: &mut File, max: usize) -> io::Result<Tail> {
     })
 }
 
-#[allow(dead_code, reason = "used by the log backend")]
 fn line_too_long() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -174,7 +171,6 @@ fn line_too_long() -> io::Error {
 }
 
 /// The last complete line of a (possibly gzipped) file, read from the start.
-#[allow(dead_code, reason = "used by the log backend")]
 pub(crate) fn last_complete_line(path: &Path, max: usize) -> io::Result<Option<Vec<u8>>> {
     let mut reader = LineReader::new(open(path)?, max);
     let mut last = None;
