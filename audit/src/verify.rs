@@ -317,7 +317,8 @@ impl Iterator for Trail<'_> {
     }
 }
 
-fn first_seq(path: &Path) -> io::Result<Option<u64>> {
+/// The sequence number of the first line of a file that carries one.
+pub(crate) fn first_seq(path: &Path) -> io::Result<Option<u64>> {
     let mut reader = LineReader::new(lines::open(path)?, MAX_LINE_BYTES);
     while let Some(line) = reader.next_line() {
         if let (_, RawLine::Complete(bytes)) = line?
