@@ -1,8 +1,11 @@
+use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
+use super::writer::Fault;
 use super::*;
 use crate::event::AuditId;
 use crate::policy::{Level, Stage};
