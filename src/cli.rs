@@ -59,6 +59,9 @@ pub enum Command {
     /// Work with admission policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Read an audit trail: check its hash chain, filter its events.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCommand),
 }
 
 /// `portcullis policy`.
@@ -253,6 +256,48 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub admission_policy_dir: Option<PathBuf>,
 
+    /// Audit policy (`audit.k8s.io/v1` `Policy`, YAML or JSON): which requests are recorded and
+    /// at which level. Reloaded when it changes; a policy that does not load keeps the previous
+    /// one. Without it, every request is recorded at Metadata level.
+    #[arg(long, value_name = "FILE")]
+    pub audit_policy_file: Option<PathBuf>,
+
+    /// Audit log file (`-` for standard output); no audit log when unset. JSON lines, one
+    /// `audit.k8s.io/v1` Event each, carrying a hash chain (`portcullis audit verify`).
+    #[arg(long, value_name = "PATH")]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// Rotate the audit log before it grows past this many megabytes (0: never).
+    #[arg(long, value_name = "MB", default_value_t = 100)]
+    pub audit_log_maxsize: u64,
+
+    /// Rotated audit log files to keep (0: all).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub audit_log_maxbackup: u64,
+
+    /// Days to keep rotated audit log files (0: forever).
+    #[arg(long, value_name = "DAYS", default_value_t = 366)]
+    pub audit_log_maxage: u64,
+
+    /// Gzip rotated audit log files.
+    #[arg(long)]
+    pub audit_log_compress: bool,
+
+    /// `blocking`: mutations wait until their events are written and fsynced (refused if they
+    /// cannot be; after a failed closing event all mutations are refused until writes succeed);
+    /// `blocking-strict`: every request does; `batch`: nothing waits, a full buffer drops events
+    /// (counted in portcullis_audit_events_dropped_total).
+    #[arg(long, value_name = "MODE", default_value = "blocking", value_parser = ["blocking", "blocking-strict", "batch"])]
+    pub audit_log_mode: String,
+
+    /// Events queued for the audit log writer.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub audit_log_batch_buffer_size: usize,
+
+    /// Most events written in one group commit.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub audit_log_batch_max_size: usize,
+
     /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
     /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
     /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
@@ -284,6 +329,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Credential => crate::credential::run(),
         Command::WhoCan(args) => crate::offline::who_can(&args),
         Command::Policy(PolicyCommand::Verify(args)) => crate::gator::run(&args),
+        Command::Audit(command) => crate::audit_cli::run(&command),
         Command::WebhookConfig(WebhookConfig::Authz(args)) => {
             print!("{}", webhook_config(&args, WebhookKind::Authz)?);
             Ok(0)
@@ -420,7 +466,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             Ok(())
         });
     }
+    let metrics = Arc::new(Metrics::default());
+    let audit = Arc::new(build_auditor(&args, &metrics)?);
+    if let (Some(path), true) = (&args.audit_policy_file, audit.enabled()) {
+        let (file, auditor) = (path.clone(), audit.clone());
+        crate::reload::watch(path.clone(), "audit policy", move || {
+            let policy = portcullis_audit::Policy::from_file(&file)?;
+            auditor.set_policy(portcullis_audit::PolicyEvaluator::new(policy));
+            Ok(())
+        });
+    }
     let state = AppState {
+        audit: audit.clone(),
         policies,
         anonymous_auth: args.anonymous_auth,
         image_policy,
@@ -430,7 +487,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         store: store.clone(),
         x509: x509.clone(),
         rbac,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         shutdown: stop_rx,
     };
     let app = server::router(state);
@@ -442,6 +499,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     server::serve(listener, tls_config, app, shutdown_signal(), stop_tx).await?;
+    if let Some(log) = audit.log() {
+        log.flush().await.context("flushing the audit log")?;
+    }
     store.close().await.context("closing the store")?;
     tracing::info!("stopped");
     Ok(())
@@ -506,6 +566,41 @@ fn load_image_policy(
         .map_err(|e| anyhow::anyhow!("--image-policy-file `{}`: {e}", path.display()))?;
     portcullis_admission::image_policy::ImagePolicy::from_value(&doc)
         .with_context(|| format!("--image-policy-file `{}`", path.display()))
+}
+
+/// The audit trail of `serve`: the policy (Metadata for everything without a file) and the log.
+fn build_auditor(args: &ServeArgs, metrics: &Arc<Metrics>) -> Result<server::audit::Auditor> {
+    let Some(path) = &args.audit_log_path else {
+        return Ok(server::audit::Auditor::disabled());
+    };
+    let policy = match &args.audit_policy_file {
+        Some(file) => portcullis_audit::Policy::from_file(file)
+            .with_context(|| format!("--audit-policy-file `{}`", file.display()))?,
+        None => portcullis_audit::Policy::default_metadata(),
+    };
+    let mut config = portcullis_audit::log::LogConfig::new(path.clone());
+    config.max_size = args.audit_log_maxsize.saturating_mul(1024 * 1024);
+    config.max_backups = args.audit_log_maxbackup;
+    config.max_age_days = args.audit_log_maxage;
+    config.compress = args.audit_log_compress;
+    config.mode = args
+        .audit_log_mode
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--audit-log-mode: {e}"))?;
+    config.buffer_size = args.audit_log_batch_buffer_size.max(1);
+    config.max_batch = args.audit_log_batch_max_size.max(1);
+    let m = metrics.clone();
+    config.observer = Some(Arc::new(
+        move |outcome: &portcullis_audit::log::BatchOutcome| {
+            m.audit_write(outcome.duration.as_secs_f64());
+        },
+    ));
+    let log = portcullis_audit::log::LogBackend::open(config)
+        .with_context(|| format!("--audit-log-path `{}`", path.display()))?;
+    Ok(server::audit::Auditor::new(
+        portcullis_audit::PolicyEvaluator::new(policy),
+        Some(log),
+    ))
 }
 
 /// Reloads the image policy file when it changes.

@@ -279,10 +279,21 @@ pub(super) async fn check(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
+    if let Some(record) = &ctx.audit {
+        for (key, value) in &verdict.annotations {
+            record.annotate(key.clone(), value.clone());
+        }
+    }
     if let Some(message) = verdict.denied {
         return Err(Status::forbidden_with_message(resource, name, message));
     }
+    let annotate = |key: &str, value: &str| {
+        if let Some(record) = &ctx.audit {
+            record.annotate(key, value);
+        }
+    };
     if let Some(message) = image_policy(&ctx.state, resource.kind, labels.as_ref(), new) {
+        annotate("image-policy.portcullis.dev/violations", &message);
         return Err(Status::forbidden_with_message(resource, name, message));
     }
     let mut warnings = verdict.warnings;
@@ -300,11 +311,20 @@ pub(super) async fn check(
         "dryRun": false,
     });
     match rego(&ctx.state, &review, labels.as_ref()) {
-        RegoOutcome::Allowed(w) => warnings.extend(w),
+        RegoOutcome::Allowed(w) => {
+            if !w.is_empty() {
+                annotate("policy.portcullis.dev/warnings", &w.join(", "));
+            }
+            warnings.extend(w);
+        }
         RegoOutcome::Denied(message) => {
+            annotate("policy.portcullis.dev/denials", &message);
             return Err(Status::forbidden_with_message(resource, name, message));
         }
-        RegoOutcome::Failed(message) => return Err(Status::internal(message)),
+        RegoOutcome::Failed(message) => {
+            annotate("policy.portcullis.dev/error", &message);
+            return Err(Status::internal(message));
+        }
     }
     Ok(warnings)
 }

@@ -41,7 +41,12 @@ pub(super) type ApiResult<T = Response> = Result<T, ApiError>;
 /// Writes a `Status` with its code.
 pub(super) fn status_response(status: &Status) -> Response {
     let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, &serde_json::to_vec(status).unwrap_or_default())
+    let mut response = json_response(code, &serde_json::to_vec(status).unwrap_or_default());
+    // The audit record's responseStatus carries the message and reason.
+    response
+        .extensions_mut()
+        .insert(super::audit::StatusBody(serde_json::to_value(status).ok()));
+    response
 }
 
 /// Writes a JSON value with `code`.

@@ -89,9 +89,21 @@ async fn livez(RawQuery(q): RawQuery) -> Response {
 async fn readyz(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let storage = state.store.revision().await.is_ok();
     let running = !*state.shutdown.borrow();
+    let audit = match state.audit.ready() {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(%why, "readyz: audit check failed");
+            false
+        }
+    };
     checks(
         "readyz",
-        &[("ping", true), ("storage", storage), ("shutdown", running)],
+        &[
+            ("ping", true),
+            ("storage", storage),
+            ("audit", audit),
+            ("shutdown", running),
+        ],
         q,
     )
 }
@@ -118,6 +130,9 @@ async fn version() -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(log) = state.audit.log() {
+        state.metrics.audit_log_stats(&log.stats());
+    }
     let mut r = state.metrics.encode().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

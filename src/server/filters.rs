@@ -189,6 +189,13 @@ pub(super) async fn authenticate(
         Ok(None) | Err(()) => return status_response(&Status::unauthorized()),
     };
     req.extensions_mut().insert(method);
+    if let Some(record) = req
+        .extensions()
+        .get::<std::sync::Arc<super::audit::Record>>()
+    {
+        record.annotate(AUTHENTICATOR_ANNOTATION, method.as_str());
+    }
+    req.extensions_mut().insert(Requester(user.clone()));
     let user = match impersonate(&state, &user, &mut req) {
         Ok(u) => u,
         Err(status) => return status_response(&status),
@@ -196,6 +203,14 @@ pub(super) async fn authenticate(
     req.extensions_mut().insert(user);
     next.run(req).await
 }
+
+/// The audit annotation naming the authenticator that named the user.
+const AUTHENTICATOR_ANNOTATION: &str = "authentication.portcullis.dev/method";
+
+/// The user the credentials named, before impersonation (audit's `user`; the impersonated
+/// one is the request's [`UserInfo`]).
+#[derive(Clone, Debug)]
+pub(super) struct Requester(pub(super) UserInfo);
 
 /// Which authenticator named the user (for `/login`, metrics and audit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +227,20 @@ pub(super) enum AuthMethod {
     Ldap,
     /// Anonymous (health paths, or `--anonymous-auth`).
     Anonymous,
+}
+
+impl AuthMethod {
+    /// The name used in metrics and audit annotations.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::X509 => "x509",
+            AuthMethod::TokenFile => "token-file",
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Ldap => "ldap",
+            AuthMethod::Anonymous => "anonymous",
+        }
+    }
 }
 
 /// HTTP Basic credentials, checked against LDAP when it is configured. No Basic header: not
@@ -454,6 +483,20 @@ pub(super) async fn authorize(
         ));
     };
     let decision = authorizer.authorize(user, info);
+    if let Some(record) = req
+        .extensions()
+        .get::<std::sync::Arc<super::audit::Record>>()
+    {
+        let allowed = decision.is_allowed();
+        record.annotate(
+            "authorization.k8s.io/decision",
+            if allowed { "allow" } else { "forbid" },
+        );
+        let reason = decision.reason();
+        if !reason.is_empty() {
+            record.annotate("authorization.k8s.io/reason", reason);
+        }
+    }
     if !decision.is_allowed() {
         return status_response(&Status::forbidden_request(
             &user.username,

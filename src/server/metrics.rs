@@ -59,6 +59,23 @@ pub struct Metrics {
     auth_attempts: Family<AuthLabels, Counter>,
     auth_cache: Family<AuthLabels, Counter>,
     ldap_latency: Histogram,
+    audit: AuditMetrics,
+}
+
+/// The audit trail's metrics (the log backend's counters are mirrored at scrape time).
+struct AuditMetrics {
+    written: Counter,
+    dropped: Counter,
+    errors: Family<PluginLabels, Counter>,
+    rotations: Counter,
+    rejected: Counter,
+    latency: Histogram,
+}
+
+/// Labels of `apiserver_audit_error_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,7 +133,48 @@ impl Default for Metrics {
             "Number of requests currently being served",
             inflight.clone(),
         );
+        let audit = AuditMetrics {
+            written: Counter::default(),
+            dropped: Counter::default(),
+            errors: Family::default(),
+            rotations: Counter::default(),
+            rejected: Counter::default(),
+            latency: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        };
+        registry.register(
+            "apiserver_audit_event",
+            "Counter of audit events written to the audit log",
+            audit.written.clone(),
+        );
+        registry.register(
+            "portcullis_audit_events_dropped",
+            "Audit events dropped because the batch-mode buffer was full",
+            audit.dropped.clone(),
+        );
+        registry.register(
+            "apiserver_audit_error",
+            "Counter of audit events that failed to be written, by backend",
+            audit.errors.clone(),
+        );
+        registry.register(
+            "portcullis_audit_log_rotations",
+            "Audit log file rotations",
+            audit.rotations.clone(),
+        );
+        registry.register(
+            "apiserver_audit_requests_rejected",
+            "Requests refused because their audit event could not be written",
+            audit.rejected.clone(),
+        );
+        registry.register(
+            "portcullis_audit_write_duration_seconds",
+            "Time to write and fsync one group commit of audit events",
+            audit.latency.clone(),
+        );
         Metrics {
+            audit,
             registry,
             requests,
             durations,
@@ -169,6 +227,29 @@ impl Metrics {
     /// Records the time one LDAP login took (directory round trips, not cache hits).
     pub fn ldap_login(&self, seconds: f64) {
         self.ldap_latency.observe(seconds);
+    }
+
+    /// Mirrors the audit log backend's counters (called before each scrape).
+    pub fn audit_log_stats(&self, stats: &portcullis_audit::log::StatsSnapshot) {
+        let a = &self.audit;
+        let set = |c: &Counter, v: u64| c.inner().store(v, std::sync::atomic::Ordering::Relaxed);
+        set(&a.written, stats.events_written);
+        set(&a.dropped, stats.events_dropped);
+        set(&a.rotations, stats.rotations);
+        set(
+            &a.errors.get_or_create(&PluginLabels { plugin: "log" }),
+            stats.write_errors,
+        );
+    }
+
+    /// Records how long one group commit of audit events took.
+    pub fn audit_write(&self, seconds: f64) {
+        self.audit.latency.observe(seconds);
+    }
+
+    /// Counts a request refused because its audit event could not be written.
+    pub fn audit_rejected(&self) {
+        self.audit.rejected.inc();
     }
 
     /// The text exposition format.

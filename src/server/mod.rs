@@ -1,10 +1,12 @@
 //! The HTTPS server: accept loop, connection limits, graceful shutdown, and the request pipeline.
 //!
 //! [`router`] builds the pipeline in the order DESIGN.md gives, so reading it is reading the
-//! request path: request attributes → metrics → authentication → authorization → handler
-//! (discovery, OpenAPI, health, or the resource handlers over the store).
+//! request path: request attributes → metrics → audit (Audit-ID, closing events) →
+//! authentication → audit (policy, RequestReceived) → authorization → handler (discovery,
+//! OpenAPI, health, or the resource handlers over the store, with admission).
 
 pub mod admission;
+pub mod audit;
 mod body;
 mod discovery;
 mod filters;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub ldap: Option<Arc<portcullis_authn::ldap::LdapAuthenticator>>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
+    /// The audit trail.
+    pub audit: Arc<audit::Auditor>,
     /// Turns true when the server begins shutting down; long-running watches end on it.
     pub shutdown: signal::Receiver<bool>,
 }
@@ -75,7 +79,9 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .fallback(resources::handle)
         .layer(from_fn_with_state(state.clone(), filters::authorize))
+        .layer(from_fn_with_state(state.clone(), audit::received))
         .layer(from_fn_with_state(state.clone(), filters::authenticate))
+        .layer(from_fn_with_state(state.clone(), audit::begin))
         .layer(from_fn_with_state(state.clone(), filters::observe))
         .layer(from_fn(filters::request_info))
         .with_state(state)

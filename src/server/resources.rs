@@ -74,6 +74,8 @@ pub(super) struct Ctx {
     pub(super) req: ResourceRequest,
     pub(super) query: Query,
     pub(super) now: Timestamp,
+    /// The request's audit record, when audit is on.
+    pub(super) audit: Option<Arc<super::audit::Record>>,
 }
 
 impl Ctx {
@@ -140,6 +142,7 @@ pub(super) async fn dispatch(
         req: r,
         query,
         now: Timestamp::now(),
+        audit: req.extensions().get::<Arc<super::audit::Record>>().cloned(),
     };
     let headers = req.headers().clone();
     if !resource.is_stored() {

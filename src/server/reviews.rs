@@ -62,6 +62,36 @@ pub(super) async fn create(ctx: &Ctx, req: Request) -> ApiResult {
         "SelfSubjectRulesReview" => rules_review(ctx, &spec),
         _ => access_review(ctx, kind, &spec, &mut review)?,
     };
+    // Webhook-mode decisions are audited with what was reviewed and the verdict.
+    if let Some(record) = &ctx.audit
+        && matches!(
+            kind,
+            "TokenReview" | "SubjectAccessReview" | "LocalSubjectAccessReview"
+        )
+    {
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        if kind == "TokenReview" {
+            record.annotate(
+                "review.portcullis.dev/authenticated",
+                text(status.get("authenticated")),
+            );
+            record.annotate(
+                "review.portcullis.dev/user",
+                text(status.pointer("/user/username")),
+            );
+        } else {
+            record.annotate("review.portcullis.dev/user", text(spec.get("user")));
+            let attributes = spec
+                .get("resourceAttributes")
+                .or_else(|| spec.get("nonResourceAttributes"));
+            record.annotate("review.portcullis.dev/attributes", text(attributes));
+            record.annotate("review.portcullis.dev/allowed", text(status.get("allowed")));
+        }
+    }
     review["status"] = status;
     if let Some(meta) = review.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("creationTimestamp".into(), Value::Null);

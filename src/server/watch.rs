@@ -56,6 +56,7 @@ pub(super) async fn handle(
         req: r,
         query,
         now: Timestamp::now(),
+        audit: None,
     };
     let selectors = Selectors::from_query(resource, &ctx.query)?;
     let timeout = ctx

@@ -37,6 +37,10 @@ async fn mutate(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Response, Status> {
+    let record = req
+        .extensions()
+        .get::<std::sync::Arc<super::audit::Record>>()
+        .cloned();
     let media = media_type(req.headers());
     let bytes = read_body(req.into_body()).await.map_err(|e| e.0)?;
     let body = decode_object(&media, &bytes).map_err(|e| e.0)?;
@@ -148,6 +152,25 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
                 })
                 .collect();
             response["auditAnnotations"] = Value::Object(map);
+        }
+    }
+    // Audited with what was reviewed and the verdict.
+    if let Some(record) = &record {
+        let object = format!("{} {}/{}", s("/kind/kind"), s("/namespace"), s("/name"));
+        record.annotate("review.portcullis.dev/user", s("/userInfo/username"));
+        record.annotate("review.portcullis.dev/object", object);
+        record.annotate("review.portcullis.dev/operation", operation);
+        record.annotate(
+            "review.portcullis.dev/allowed",
+            response["allowed"].to_string(),
+        );
+        if let Some(annotations) = response["auditAnnotations"].as_object() {
+            for (k, v) in annotations {
+                record.annotate(
+                    format!("pod-security.kubernetes.io/{k}"),
+                    v.as_str().unwrap_or(""),
+                );
+            }
         }
     }
     Ok(object_response(

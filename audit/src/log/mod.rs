@@ -360,6 +360,18 @@ impl LogBackend {
         done.await.unwrap_or(Err(WriteError::Closed))
     }
 
+    /// Submits an event without waiting for it to be durable: it joins the next group commit.
+    /// Waits for room when the queue is full (never drops). A later write error is counted in
+    /// the stats and makes [`StatsSnapshot::failing`] true. For events whose loss on a crash
+    /// is acceptable (reads in `blocking` mode).
+    pub async fn enqueue(&self, event: Event) -> Result<(), WriteError> {
+        let job = Job::Event {
+            event: Box::new(event),
+            ack: None,
+        };
+        self.tx.send(job).await.map_err(|_| WriteError::Closed)
+    }
+
     /// As [`LogBackend::write`], for callers outside an async runtime. Must not be called from
     /// inside one.
     pub fn write_blocking(&self, event: Event) -> Result<Receipt, WriteError> {

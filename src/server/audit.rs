@@ -1,0 +1,585 @@
+//! Audit at the gateway: the `audit.k8s.io/v1` events of every request, written to the
+//! backends of `portcullis-audit`.
+//!
+//! Two layers wrap the pipeline (see [`super::router`]):
+//! - [`begin`] (outside authentication) assigns the Audit-ID (echoed in the `Audit-ID` response
+//!   header), opens the request's [`Record`], and closes it when the handler is done:
+//!   ResponseComplete (ResponseStarted first for watches), or Panic. A request that failed
+//!   authentication is judged by the policy without a user, as upstream does.
+//! - [`received`] (after authentication, before authorization) evaluates the policy for the
+//!   authenticated user, keeps the request body at Request level and above, and emits
+//!   RequestReceived.
+//!
+//! Durability, stronger than kube-apiserver's (whose `blocking` mode swallows write errors):
+//! - `blocking`: a mutating request (create, update, patch, delete, deletecollection) waits until
+//!   its RequestReceived event is written and fsynced before it goes on to storage, and is
+//!   refused if that fails; its ResponseComplete is made durable before the response is sent,
+//!   and if that fails the gateway refuses every mutation (and `/readyz` fails) until an audit
+//!   write succeeds again. Other requests join the next group commit without waiting.
+//! - `blocking-strict`: every request waits for its events to be durable and is refused if
+//!   RequestReceived cannot be written.
+//! - `batch`: events are queued and never waited for; a full queue drops the event, counted in
+//!   `portcullis_audit_events_dropped_total` and logged.
+//!
+//! Authorization and admission add their annotations to the [`Record`] as they decide.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures_util::FutureExt;
+use jiff::Timestamp;
+use portcullis_api::{RequestInfo, Status, UserInfo};
+use portcullis_audit::log::{LogBackend, Mode, WriteError};
+use portcullis_audit::policy::{AuditConfig, Level, PolicyEvaluator, RequestAttributes, Stage};
+use portcullis_audit::{AuditId, Event};
+use serde_json::Value;
+
+use super::AppState;
+use super::body::status_response;
+
+/// The header that carries the Audit-ID, in requests and responses.
+const AUDIT_ID_HEADER: &str = "audit-id";
+/// Most `X-Forwarded-For` entries recorded in `sourceIPs`.
+const MAX_FORWARDED: usize = 10;
+/// Largest request body kept for `requestObject` (the API's own body limit).
+const MAX_BODY: usize = super::body::MAX_BODY_BYTES;
+/// Largest response body kept for `responseObject`.
+const MAX_RESPONSE_BODY: usize = 8 << 20;
+
+/// The audit trail's writer: the policy in force and the backends.
+pub struct Auditor {
+    policy: arc_swap::ArcSwap<PolicyEvaluator>,
+    log: Option<LogBackend>,
+    /// Set when a closing event could not be made durable: mutations are refused until an
+    /// audit write succeeds again.
+    failing: AtomicBool,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("log", &self.log.as_ref().map(|l| l.mode()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auditor {
+    /// No audit: every layer passes requests straight through.
+    pub fn disabled() -> Auditor {
+        Auditor {
+            policy: arc_swap::ArcSwap::from_pointee(PolicyEvaluator::new(
+                portcullis_audit::Policy::default_metadata(),
+            )),
+            log: None,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Audit with `policy` to the log backend `log`.
+    pub fn new(policy: PolicyEvaluator, log: Option<LogBackend>) -> Auditor {
+        Auditor {
+            policy: arc_swap::ArcSwap::from_pointee(policy),
+            log,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether any backend is configured.
+    pub fn enabled(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Replaces the policy (a reloaded `--audit-policy-file`).
+    pub fn set_policy(&self, policy: PolicyEvaluator) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// The log backend, for metrics.
+    pub fn log(&self) -> Option<&LogBackend> {
+        self.log.as_ref()
+    }
+
+    /// `/readyz`: failing while closing events cannot be written.
+    pub fn ready(&self) -> Result<(), String> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err("audit events cannot be written; mutations are refused".into());
+        }
+        if self.log.as_ref().is_some_and(|l| l.stats().failing) {
+            return Err("the audit log's last write failed".into());
+        }
+        Ok(())
+    }
+
+    /// Writes `event`; waits for it to be durable when `durable`.
+    async fn emit(&self, event: Event, durable: bool) -> Result<(), WriteError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        match log.mode() {
+            Mode::Batch => {
+                log.try_enqueue(event);
+                Ok(())
+            }
+            _ if durable => log.write(event).await.map(|_| ()),
+            _ => log.enqueue(event).await,
+        }
+    }
+
+    fn strict(&self) -> bool {
+        self.log
+            .as_ref()
+            .is_some_and(|l| l.mode() == Mode::BlockingStrict)
+    }
+
+    fn blocking(&self) -> bool {
+        self.log.as_ref().is_some_and(|l| l.mode() != Mode::Batch)
+    }
+}
+
+/// One request's audit record: the event being built and what the policy said. Shared by the
+/// layers through the request's extensions.
+#[derive(Debug)]
+pub struct Record {
+    state: Mutex<RecordState>,
+}
+
+#[derive(Debug)]
+struct RecordState {
+    event: Event,
+    /// The policy's verdict, once the user is known.
+    config: Option<AuditConfig>,
+    mutating: bool,
+}
+
+impl Record {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecordState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an annotation (`authorization.k8s.io/decision`, `pod-security.kubernetes.io/...`).
+    pub fn annotate(&self, key: impl Into<String>, value: impl Into<String>) {
+        self.lock()
+            .event
+            .annotations
+            .insert(key.into(), value.into());
+    }
+}
+
+fn is_mutating(verb: &str) -> bool {
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
+}
+
+/// `sourceIPs`: the `X-Forwarded-For` entries (bounded, only well-formed addresses), then
+/// `X-Real-Ip` if not listed, then the peer if it is not the last one. Only the peer is
+/// trustworthy.
+fn source_ips(req: &Request) -> Vec<String> {
+    let mut ips: Vec<String> = Vec::new();
+    let headers = req.headers();
+    if let Some(xff) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        ips.extend(
+            xff.split(',')
+                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+                .take(MAX_FORWARDED)
+                .map(|ip| ip.to_string()),
+        );
+    }
+    if let Some(ip) = headers
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_string())
+        && !ips.contains(&ip)
+    {
+        ips.push(ip);
+    }
+    if let Some(peer) = req.extensions().get::<super::Peer>() {
+        let ip = peer.address.ip().to_string();
+        if ips.last() != Some(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
+/// Opens the record, runs the request, and closes the record.
+pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let auditor = state.audit.clone();
+    if !auditor.enabled() {
+        return next.run(req).await;
+    }
+    let received = Timestamp::now();
+    let id = AuditId::from_header(req.headers().get(AUDIT_ID_HEADER).map(|v| v.as_bytes()));
+    let mut event = Event::new(&id, Level::Metadata, Stage::RequestReceived, received);
+    event.request_uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    event.source_ips = source_ips(&req);
+    if let Some(ua) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        event.set_user_agent(ua);
+    }
+    let (mut mutating, mut watch) = (false, false);
+    match req.extensions().get::<RequestInfo>() {
+        Some(RequestInfo::Resource(r)) => {
+            event.verb = r.verb.clone();
+            mutating = is_mutating(&r.verb);
+            watch = r.verb == "watch";
+            event.object_ref = Some(portcullis_audit::event::ObjectReference {
+                resource: r.resource.clone(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                api_group: r.group.clone(),
+                api_version: r.version.clone(),
+                subresource: r.subresource.clone(),
+                ..Default::default()
+            });
+        }
+        Some(RequestInfo::NonResource { verb, .. }) => event.verb = verb.clone(),
+        None => event.verb = req.method().as_str().to_ascii_lowercase(),
+    }
+    let record = Arc::new(Record {
+        state: Mutex::new(RecordState {
+            event,
+            config: None,
+            mutating,
+        }),
+    });
+    req.extensions_mut().insert(record.clone());
+    let path = req.uri().path().to_owned();
+    let info = req.extensions().get::<RequestInfo>().cloned();
+
+    let outcome = std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await;
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            tracing::error!(%message, "request handler panicked");
+            let status = Status::internal(format!("the server panicked: {message}"));
+            close(
+                &auditor,
+                &record,
+                info.as_ref(),
+                &path,
+                Stage::Panic,
+                &status_json(&status),
+                500,
+                None,
+            )
+            .await;
+            let mut response = status_response(&status);
+            set_audit_id(&mut response, &record);
+            return response;
+        }
+    };
+    set_audit_id(&mut response, &record);
+    let code = response.status().as_u16();
+    let wants_body = record
+        .lock()
+        .config
+        .is_some_and(|c| c.level >= Level::RequestResponse);
+    let status = response
+        .extensions()
+        .get::<StatusBody>()
+        .and_then(|s| s.0.clone());
+    if watch && (200..300).contains(&code) {
+        // Long-running: ResponseStarted now, ResponseComplete when the stream ends.
+        close(
+            &auditor,
+            &record,
+            info.as_ref(),
+            &path,
+            Stage::ResponseStarted,
+            &status,
+            code,
+            None,
+        )
+        .await;
+        let (parts, body) = response.into_parts();
+        let guard = CompleteOnDrop {
+            auditor: Some(auditor),
+            record,
+            code,
+        };
+        let body = Body::from_stream(WithGuard {
+            inner: body.into_data_stream(),
+            _guard: guard,
+        });
+        return Response::from_parts(parts, body);
+    }
+    let mut body_value = None;
+    if wants_body {
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BODY)
+            .await
+            .unwrap_or_default();
+        body_value = serde_json::from_slice::<Value>(&bytes).ok();
+        response = Response::from_parts(parts, Body::from(bytes));
+    }
+    close(
+        &auditor,
+        &record,
+        info.as_ref(),
+        &path,
+        Stage::ResponseComplete,
+        &status,
+        code,
+        body_value,
+    )
+    .await;
+    response
+}
+
+/// The Status a response carries, attached by [`status_response`] for audit.
+#[derive(Clone, Debug)]
+pub(super) struct StatusBody(pub(super) Option<Value>);
+
+fn status_json(status: &Status) -> Option<Value> {
+    serde_json::to_value(status).ok()
+}
+
+fn set_audit_id(response: &mut Response, record: &Record) {
+    let id = record.lock().event.audit_id.clone();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(AUDIT_ID_HEADER, v);
+    }
+}
+
+/// The `responseStatus` of a response: the Status it carried, or just the code.
+fn response_status(code: u16, status: &Option<Value>) -> portcullis_audit::event::ResponseStatus {
+    let mut rs = portcullis_audit::event::ResponseStatus::from_code(code);
+    if let Some(s) = status {
+        let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        rs.status = text("status");
+        rs.message = text("message");
+        rs.reason = text("reason");
+    }
+    rs
+}
+
+/// Emits the closing event of a stage (ResponseStarted, ResponseComplete or Panic).
+#[allow(clippy::too_many_arguments)]
+async fn close(
+    auditor: &Auditor,
+    record: &Record,
+    info: Option<&RequestInfo>,
+    path: &str,
+    stage: Stage,
+    status: &Option<Value>,
+    code: u16,
+    response_body: Option<Value>,
+) {
+    let (event, durable) = {
+        let mut st = record.lock();
+        let config = match st.config {
+            Some(c) => c,
+            None => {
+                // Authentication failed (or never ran): the policy decides without a user.
+                let config = match info {
+                    Some(info) => auditor
+                        .policy
+                        .load()
+                        .evaluate(&RequestAttributes::from_request_info(info, None, path)),
+                    None => auditor.policy.load().evaluate(&RequestAttributes {
+                        path,
+                        ..RequestAttributes::default()
+                    }),
+                };
+                st.config = Some(config);
+                config
+            }
+        };
+        if config.level == Level::None || !config.emits(stage) {
+            return;
+        }
+        let mut event = st.event.for_stage(stage, Timestamp::now());
+        event.response_status = Some(response_status(code, status));
+        if let Some(body) = response_body {
+            // uid and resourceVersion of the object answered, as upstream records them.
+            if let Some(r) = event.object_ref.as_mut() {
+                let meta = |k: &str| {
+                    body.pointer(&format!("/metadata/{k}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                if body.get("kind").and_then(Value::as_str) != Some("Status") {
+                    r.uid = meta("uid");
+                    r.resource_version = meta("resourceVersion");
+                }
+            }
+            event.response_object = Some(body);
+        }
+        event.apply_level(&config);
+        (
+            event,
+            auditor.strict() || (st.mutating && auditor.blocking()),
+        )
+    };
+    let audit_id = event.audit_id.clone();
+    if let Err(e) = auditor.emit(event, durable).await {
+        tracing::error!(audit_id = %audit_id, error = %e, stage = stage.as_str(), "audit event not written");
+        if durable {
+            auditor.failing.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Evaluates the policy for the authenticated user, keeps the request body at Request level
+/// and above, and emits RequestReceived; refuses the request when that must be durable and
+/// cannot be.
+pub(super) async fn received(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let auditor = &state.audit;
+    let Some(record) = req.extensions().get::<Arc<Record>>().cloned() else {
+        return next.run(req).await;
+    };
+    let requester = req.extensions().get::<super::filters::Requester>().cloned();
+    let user = req.extensions().get::<UserInfo>().cloned();
+    let Some(info) = req.extensions().get::<RequestInfo>() else {
+        return next.run(req).await;
+    };
+    let requester_user = requester.as_ref().map(|r| &r.0).or(user.as_ref());
+    let config = auditor
+        .policy
+        .load()
+        .evaluate(&RequestAttributes::from_request_info(
+            info,
+            requester_user,
+            req.uri().path(),
+        ));
+    let mutating = {
+        let mut st = record.lock();
+        st.config = Some(config);
+        if let Some(u) = requester_user {
+            st.event.user = u.clone();
+        }
+        if let (Some(r), Some(u)) = (&requester, &user)
+            && r.0.username != u.username
+        {
+            st.event.impersonated_user = Some(u.clone());
+        }
+        st.mutating
+    };
+    if config.level == Level::None {
+        if mutating && auditor.failing.load(Ordering::Relaxed) {
+            return refuse_mutation();
+        }
+        return next.run(req).await;
+    }
+    // The request body, for requestObject.
+    let req = if config.level >= Level::Request && matches!(info, RequestInfo::Resource(_)) {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                return status_response(&Status::too_large(MAX_BODY));
+            }
+        };
+        if !bytes.is_empty()
+            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        {
+            record.lock().event.request_object = Some(v);
+        }
+        Request::from_parts(parts, Body::from(bytes))
+    } else {
+        req
+    };
+    if config.emits(Stage::RequestReceived) {
+        let (event, durable) = {
+            let st = record.lock();
+            let mut event = st.event.clone();
+            event.apply_level(&config);
+            (event, auditor.strict() || (mutating && auditor.blocking()))
+        };
+        match auditor.emit(event, durable).await {
+            Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),
+            Ok(()) => {}
+            Err(e) if durable => {
+                state.metrics.audit_rejected();
+                tracing::error!(error = %e, "audit event not written; the request is refused");
+                return status_response(&Status::internal(format!(
+                    "failed to store audit event: {e}"
+                )));
+            }
+            Err(e) => tracing::error!(error = %e, "audit event not written"),
+        }
+    }
+    if mutating && auditor.failing.load(Ordering::Relaxed) {
+        state.metrics.audit_rejected();
+        return refuse_mutation();
+    }
+    next.run(req).await
+}
+
+fn refuse_mutation() -> Response {
+    status_response(&Status::unavailable(
+        "the audit trail cannot be written: mutations are refused until it can",
+    ))
+}
+
+/// Emits ResponseComplete for a watch when its stream ends (or the client goes away).
+struct CompleteOnDrop {
+    auditor: Option<Arc<Auditor>>,
+    record: Arc<Record>,
+    code: u16,
+}
+
+impl Drop for CompleteOnDrop {
+    fn drop(&mut self) {
+        let Some(auditor) = self.auditor.take() else {
+            return;
+        };
+        let record = self.record.clone();
+        let code = self.code;
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                close(
+                    &auditor,
+                    &record,
+                    None,
+                    "",
+                    Stage::ResponseComplete,
+                    &None,
+                    code,
+                    None,
+                )
+                .await;
+            });
+        }
+    }
+}
+
+/// A body stream that holds a guard until it is dropped.
+struct WithGuard<S> {
+    inner: S,
+    _guard: CompleteOnDrop,
+}
+
+impl<S: futures_util::Stream + Unpin> futures_util::Stream for WithGuard<S> {
+    type Item = S::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
