@@ -5,6 +5,7 @@
 //! this crate does the I/O around them and the API machinery (storage semantics, patches,
 //! tables, OpenAPI) kube-apiserver clients expect.
 
+pub mod admit;
 pub mod cli;
 pub mod credential;
 pub mod duration;
