@@ -9,6 +9,7 @@ pub mod admit;
 pub mod cli;
 pub mod credential;
 pub mod duration;
+pub mod lint;
 pub mod offline;
 pub mod openapi;
 pub mod patch;
