@@ -21,7 +21,7 @@ pub enum AuditCommand {
     ///
     /// Example: `portcullis audit query /var/log/portcullis/audit*.log* --user alice
     /// --decision forbid --since 2026-11-22T00:00:00Z`.
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
 }
 
 /// `portcullis audit verify`.

@@ -46,6 +46,13 @@ pub enum Command {
     ///
     /// Example: `portcullis who-can delete secrets -n team -f rbac/`.
     WhoCan(crate::offline::WhoCanArgs),
+    /// Check manifests with the gateway's admission engine (Pod Security, image policy, Rego)
+    /// and RBAC risk checks, with reports for CI.
+    ///
+    /// Examples: `portcullis lint k8s/`, `helm template . | portcullis lint -`,
+    /// `portcullis lint --pod-security restricted --format sarif k8s/ > lint.sarif`.
+    /// Exit 0 clean, 1 findings at or above --fail-on, 2 usage error or unreadable input.
+    Lint(Box<crate::lint::LintArgs>),
     /// kubectl exec credential plugin for LDAP users: exchanges LDAP credentials for a token.
     ///
     /// Use it in a kubeconfig user entry: `exec: {apiVersion: client.authentication.k8s.io/v1,
@@ -327,6 +334,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::CanI(args) => crate::offline::can_i(&args),
         Command::Credential => crate::credential::run(),
+        Command::Lint(args) => crate::lint::run(&args),
         Command::WhoCan(args) => crate::offline::who_can(&args),
         Command::Policy(PolicyCommand::Verify(args)) => crate::gator::run(&args),
         Command::Audit(command) => crate::audit_cli::run(&command),
@@ -557,7 +565,8 @@ fn admission_webhook_config(args: &WebhookConfigArgs) -> Result<String> {
     ))
 }
 
-fn load_image_policy(
+/// Reads an image policy file (`--image-policy-file`, `lint --image-policy`).
+pub(crate) fn load_image_policy(
     path: &std::path::Path,
 ) -> Result<portcullis_admission::image_policy::ImagePolicy> {
     let text = std::fs::read_to_string(path)

@@ -5,11 +5,13 @@
 //! this crate does the I/O around them and the API machinery (storage semantics, patches,
 //! tables, OpenAPI) kube-apiserver clients expect.
 
+pub mod admit;
 pub mod audit_cli;
 pub mod cli;
 pub mod credential;
 pub mod duration;
 pub mod gator;
+pub mod lint;
 pub mod offline;
 pub mod openapi;
 pub mod patch;

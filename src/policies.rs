@@ -14,6 +14,57 @@ const MAX_FILE: u64 = 4 * 1024 * 1024;
 
 /// Reads and compiles every policy under `dir`.
 pub fn load(dir: &Path) -> Result<PolicySet> {
+    Ok(PolicySet::compile(&sources(dir)?)?)
+}
+
+/// The policy library shipped in `policies/`, embedded in the binary (`portcullis lint` uses it
+/// by default). Its Rego files, with their paths under `policies/`.
+pub const LIBRARY: &[(&str, &str)] = &[
+    (
+        "policies/automount_token.rego",
+        include_str!("../policies/automount_token.rego"),
+    ),
+    (
+        "policies/host_path.rego",
+        include_str!("../policies/host_path.rego"),
+    ),
+    (
+        "policies/lib/pods.rego",
+        include_str!("../policies/lib/pods.rego"),
+    ),
+    (
+        "policies/privileged_ports.rego",
+        include_str!("../policies/privileged_ports.rego"),
+    ),
+    (
+        "policies/readonly_root_fs.rego",
+        include_str!("../policies/readonly_root_fs.rego"),
+    ),
+    (
+        "policies/required_labels.rego",
+        include_str!("../policies/required_labels.rego"),
+    ),
+    (
+        "policies/resources.rego",
+        include_str!("../policies/resources.rego"),
+    ),
+    (
+        "policies/seccomp.rego",
+        include_str!("../policies/seccomp.rego"),
+    ),
+];
+
+/// The embedded library as policy sources.
+pub fn library() -> Vec<PolicySource> {
+    LIBRARY
+        .iter()
+        .map(|(path, text)| PolicySource::Rego(RegoFile::new(*path, *text)))
+        .collect()
+}
+
+/// Reads every policy under `dir` (not compiled): `.rego` files, then Gatekeeper templates with
+/// their constraints.
+pub fn sources(dir: &Path) -> Result<Vec<PolicySource>> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     files.sort();
@@ -74,7 +125,7 @@ pub fn load(dir: &Path) -> Result<PolicySet> {
             constraints: constraints.remove(&kind).unwrap_or_default(),
         }));
     }
-    Ok(PolicySet::compile(&sources)?)
+    Ok(sources)
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -93,4 +144,37 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         out.push(path.to_path_buf());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every `.rego` file of `policies/` is embedded, and nothing else.
+    #[test]
+    fn the_embedded_library_is_the_policies_directory() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        super::collect(&root.join("policies"), &mut files).unwrap();
+        let mut on_disk: Vec<String> = files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "rego"))
+            .map(|p| {
+                p.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = super::LIBRARY
+            .iter()
+            .map(|(p, _)| (*p).to_owned())
+            .collect();
+        assert_eq!(embedded, on_disk, "update LIBRARY in src/policies.rs");
+        for (path, text) in super::LIBRARY {
+            assert_eq!(*text, std::fs::read_to_string(root.join(path)).unwrap());
+        }
+        portcullis_admission::rego::PolicySet::compile(&super::library()).unwrap();
+    }
 }

@@ -94,8 +94,8 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
         let null = Value::Null;
         let new = request.get("object").unwrap_or(&null);
         let old = request.get("oldObject").filter(|o| !o.is_null());
-        let verdict = admission::pod_security(
-            &state.pod_security.load(),
+        let outcome = admission::validate(
+            state,
             &AdmissionRequest {
                 kind: s("/kind/kind"),
                 is_pod: s("/resource/resource") == "pods" && s("/resource/group").is_empty(),
@@ -106,19 +106,11 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
                 new,
                 old,
             },
+            request,
         );
-        let mut warnings = verdict.warnings;
-        let mut denied = verdict
-            .denied
-            .or_else(|| admission::image_policy(state, s("/kind/kind"), labels.as_ref(), new));
-        if denied.is_none() {
-            match admission::rego(state, request, labels.as_ref()) {
-                admission::RegoOutcome::Allowed(w) => warnings.extend(w),
-                admission::RegoOutcome::Denied(m) | admission::RegoOutcome::Failed(m) => {
-                    denied = Some(m)
-                }
-            }
-        }
+        let warnings = outcome.warnings();
+        let denied = outcome.denial().map(|d| d.message().to_owned());
+        let verdict = outcome.pod_security;
         if let Some(message) = denied {
             let name = s("/name");
             let resource = s("/resource/resource");
