@@ -476,9 +476,13 @@ mod tests {
             check(json!({"violations": 1, "message": "initContainer"})),
             None
         );
-        // Unanchored, like Go's regexp.MatchString: "container" is in both messages.
+        // Unanchored and case-sensitive, like Go's regexp.MatchString.
         assert_eq!(
-            check(json!({"violations": 2, "message": "container"})),
+            check(json!({"violations": 1, "message": "container"})),
+            None
+        );
+        assert_eq!(
+            check(json!({"violations": 2, "message": "ontainer <"})),
             None
         );
         assert_eq!(

@@ -18,6 +18,7 @@ pub struct Gateway {
     pub data: PathBuf,
     pub url: String,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl Gateway {
@@ -36,6 +37,7 @@ impl Gateway {
             data,
             url,
             child: Some(child),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 
@@ -130,10 +132,11 @@ impl Gateway {
         c.wait().unwrap()
     }
 
-    /// Restarts on the same data directory.
+    /// Restarts on the same data directory, with the same extra flags.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the gateway first");
-        let (child, url) = spawn(&self.data, &[]);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (child, url) = spawn(&self.data, &extra);
         self.child = Some(child);
         self.url = url;
     }
