@@ -14,9 +14,9 @@
 //!   `portcullis audit query`.
 //!
 //! Policy evaluation, event shaping, sealing and filtering are pure: they read their inputs
-//! and the time they are given, nothing else. File and network I/O live in [`log`], [`webhook`] and in the readers of
-//! [`mod@verify`] and [`mod@query`]. The gateway wires all of it around its request pipeline; this
-//! crate never changes a decision.
+//! and the time they are given, nothing else. File and network I/O live in [`log`], [`webhook`]
+//! and the readers of [`mod@verify`] and [`mod@query`]. The gateway wires all of it around its
+//! request pipeline; this crate never changes a decision.
 
 #![cfg_attr(
     not(test),

@@ -403,3 +403,47 @@ fn refuses_a_file_over_the_size_limit() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_token_file_is_read_again_after_a_minute_and_kept_when_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    fs::write(&path, "old\n").unwrap();
+    let mut credentials = Credentials::TokenFile {
+        path: path.clone(),
+        token: read_token_file(&path).unwrap(),
+        read_at: Instant::now(),
+    };
+    let bearer = |c: &mut Credentials| {
+        let request = c
+            .apply(reqwest::Client::new().post("http://127.0.0.1/"))
+            .build()
+            .unwrap();
+        request.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    fs::write(&path, "new\n").unwrap();
+    assert_eq!(
+        bearer(&mut credentials),
+        "Bearer old",
+        "read again too soon"
+    );
+
+    let a_minute_ago = |c: &mut Credentials| {
+        if let Credentials::TokenFile { read_at, .. } = c {
+            *read_at = Instant::now() - TOKEN_FILE_REFRESH;
+        }
+    };
+    a_minute_ago(&mut credentials);
+    assert_eq!(bearer(&mut credentials), "Bearer new");
+
+    fs::remove_file(&path).unwrap();
+    a_minute_ago(&mut credentials);
+    assert_eq!(
+        bearer(&mut credentials),
+        "Bearer new",
+        "the last good token stays"
+    );
+}
