@@ -8,13 +8,15 @@
 //!   helpers that shape it (bodies by level, bounds on client-supplied values);
 //! - [`chain`]: the hash chain that makes the trail tamper-evident;
 //! - [`log`]: the file backend (group-commit writer, rotation, blocking and batch modes);
+//! - [`webhook`]: the webhook backend (`EventList` batches POSTed to a receiver such as Falco,
+//!   with retries; the same modes);
 //! - [`mod@verify`] and [`mod@query`]: reading a trail back, for `portcullis audit verify` and
 //!   `portcullis audit query`.
 //!
 //! Policy evaluation, event shaping, sealing and filtering are pure: they read their inputs
-//! and the time they are given, nothing else. File I/O lives in [`log`] and in the readers of
-//! [`mod@verify`] and [`mod@query`]. The gateway wires all of it around its request pipeline; this
-//! crate never changes a decision.
+//! and the time they are given, nothing else. File and network I/O live in [`log`], [`webhook`]
+//! and the readers of [`mod@verify`] and [`mod@query`]. The gateway wires all of it around its
+//! request pipeline; this crate never changes a decision.
 
 #![cfg_attr(
     not(test),
@@ -33,6 +35,7 @@ pub mod log;
 pub mod policy;
 pub mod query;
 pub mod verify;
+pub mod webhook;
 
 pub use chain::{CHAIN_ANNOTATION, Chain, Link};
 pub use event::{AuditId, Event, EventList, MicroTime};
@@ -41,3 +44,4 @@ pub use log::{LogBackend, LogConfig, Mode};
 pub use policy::{AuditConfig, Level, Policy, PolicyEvaluator, RequestAttributes, Stage};
 pub use query::{Filter, Record, query};
 pub use verify::{Report, VerifyOptions, verify};
+pub use webhook::{Endpoint, WebhookBackend, WebhookConfig};

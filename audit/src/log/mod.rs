@@ -184,7 +184,8 @@ pub enum LogError {
     Spawn(#[source] io::Error),
 }
 
-/// Why an event was not written. Cloneable: one failed group commit fails every caller in it.
+/// Why an event was not written, by either backend. Cloneable: one failed group commit (or
+/// webhook batch) fails every caller in it.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
@@ -199,8 +200,17 @@ pub enum WriteError {
     /// The event cannot be serialised within the line bound.
     #[error("audit event cannot be written: {0}")]
     Event(String),
+    /// The audit webhook did not accept the batch holding the event, within its retries.
+    #[error("audit webhook did not accept the event after {attempts} attempts")]
+    Webhook {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last attempt failed.
+        #[source]
+        source: std::sync::Arc<crate::webhook::DeliveryError>,
+    },
     /// The backend is shut down.
-    #[error("audit log backend is closed")]
+    #[error("audit backend is closed")]
     Closed,
 }
 
