@@ -695,3 +695,198 @@ fn referential_templates_read_the_inventory() {
     let set = set.with_inventory(&own).unwrap();
     assert!(denials(&set, &new, &Value::Null).is_empty());
 }
+
+// === one evaluation for every conftest rule ===
+
+/// A lib read by two packages: the shape that makes conftest evaluate with the gathering rule.
+const SHARED_LIB: &str = r#"
+    package shared.lib
+
+    replicas := input.request.object.spec.replicas
+"#;
+
+fn shared_lib_set(quotas: &str) -> PolicySet {
+    let names = r#"
+        package names
+
+        import data.shared.lib
+
+        warn contains msg if {
+            lib.replicas > 3
+            msg := sprintf("%s has %d replicas", [input.request.object.metadata.name, lib.replicas])
+        }
+    "#;
+    let set = compile(vec![
+        rego("lib.rego", SHARED_LIB),
+        rego("names.rego", names),
+        rego("quotas.rego", quotas),
+    ]);
+    assert!(set.conftest.as_ref().unwrap().gathers());
+    set
+}
+
+fn replicas(n: i64) -> Value {
+    request(
+        "Pod",
+        "apps",
+        json!({"metadata": {"name": "x"}, "spec": {"replicas": n}}),
+    )
+}
+
+#[test]
+fn an_error_in_one_package_of_the_gathered_evaluation_names_that_package() {
+    let set = shared_lib_set(
+        r#"
+        package quotas
+
+        import data.shared.lib
+
+        deny contains msg if {
+            100 / lib.replicas < 10
+            msg := "too many replicas"
+        }
+        "#,
+    );
+    let error = set.evaluate(&replicas(0), &Value::Null).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("policy `quotas` failed: quotas.rego:7:"),
+        "{error}"
+    );
+    let verdict = set.evaluate(&replicas(20), &Value::Null).unwrap();
+    assert_eq!(messages(&verdict.denials), ["[quotas] too many replicas"]);
+    assert_eq!(messages(&verdict.warnings), ["[names] x has 20 replicas"]);
+}
+
+#[test]
+fn a_package_past_the_time_limit_in_the_gathered_evaluation_is_named() {
+    let set = shared_lib_set(
+        r#"
+        package quotas
+
+        import data.shared.lib
+
+        deny contains msg if {
+            xs := numbers.range(1, lib.replicas)
+            hits := [a | some a in xs; some b in xs; some c in xs; a + b + c == -1]
+            msg := sprintf("%d", [count(hits)])
+        }
+        "#,
+    )
+    .with_time_limit(Duration::from_millis(20));
+    let error = set.evaluate(&replicas(5000), &Value::Null).unwrap_err();
+    assert_eq!(
+        error,
+        RegoError::TimeLimit {
+            policy: "quotas".to_owned(),
+            limit: Duration::from_millis(20)
+        }
+    );
+}
+
+#[test]
+fn a_wrong_result_in_the_gathered_evaluation_names_the_package_and_rule() {
+    let set = shared_lib_set(
+        r#"
+        package quotas
+
+        import data.shared.lib
+
+        warn := lib.replicas
+        "#,
+    );
+    let error = set.evaluate(&replicas(5), &Value::Null).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "policy `quotas` rule `warn` returned a number, not a set of strings or of objects with a `msg` string, or a boolean"
+    );
+    // Undefined (the rule's body does not hold) is no message, as rule by rule.
+    let set = shared_lib_set(
+        r#"
+        package quotas
+
+        import data.shared.lib
+
+        deny := true if lib.replicas > 10
+        "#,
+    );
+    let verdict = set.evaluate(&replicas(5), &Value::Null).unwrap();
+    assert!(verdict.is_allowed());
+    let verdict = set.evaluate(&replicas(50), &Value::Null).unwrap();
+    assert_eq!(messages(&verdict.denials), ["[quotas] deny"]);
+}
+
+#[test]
+fn policies_that_read_data_as_a_whole_are_evaluated_rule_by_rule() {
+    let whole = r#"
+        package quotas
+
+        import data.shared.lib
+
+        deny contains name if {
+            some name, _ in data
+            lib.replicas > 100
+        }
+    "#;
+    let set = compile(vec![
+        rego("lib.rego", SHARED_LIB),
+        rego("quotas.rego", whole),
+    ]);
+    assert!(!set.conftest.as_ref().unwrap().gathers());
+    assert!(set.evaluate(&replicas(500), &Value::Null).is_ok());
+    let bracket =
+        "package quotas\n\nimport data.shared.lib\n\ndeny contains \"x\" if data[\"shared\"]";
+    let set = compile(vec![
+        rego("lib.rego", SHARED_LIB),
+        rego("quotas.rego", bracket),
+    ]);
+    assert!(!set.conftest.as_ref().unwrap().gathers());
+    // A mention in a comment or a string is no reference.
+    let mention = "package quotas\n\nimport data.shared.lib\n\n# reads data\nwarn contains \"data\" if lib.replicas > 1";
+    let set = compile(vec![
+        rego("lib.rego", SHARED_LIB),
+        rego("quotas.rego", mention),
+    ]);
+    assert!(set.conftest.as_ref().unwrap().gathers());
+}
+
+/// Differential: the shipped library, on every object of its test cases and on the benchmark
+/// pod, says the same with one gathered evaluation as rule by rule.
+#[test]
+fn the_gathered_evaluation_agrees_with_rule_by_rule_on_the_policy_library() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let mut sources = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".rego"))
+        .collect();
+    names.sort();
+    names.insert(0, "lib/pods.rego".to_owned());
+    for name in names {
+        let path = format!("{root}/{name}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        sources.push(PolicySource::Rego(RegoFile::new(path, text)));
+    }
+    let set = compile(sources);
+    let conftest = set.conftest.as_ref().unwrap();
+    assert!(conftest.gathers());
+
+    let cases: Vec<Value> = serde_saphyr::from_str(
+        &std::fs::read_to_string(format!("{root}/tests/cases.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert!(cases.len() >= 5);
+    for case in &cases {
+        let object = &case["object"];
+        let kind = object["kind"].as_str().unwrap();
+        let request = request(kind, "default", object.clone());
+        let review = runtime::to_rego(&request).unwrap();
+        let mut gathered = Verdict::default();
+        conftest.evaluate(&review, &mut gathered).unwrap();
+        let mut each = Verdict::default();
+        conftest.evaluate_rule_by_rule(&review, &mut each).unwrap();
+        assert_eq!(gathered, each, "{}", case["name"]);
+    }
+}
