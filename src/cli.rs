@@ -305,6 +305,34 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     pub audit_log_batch_max_size: usize,
 
+    /// Audit webhook (kubeconfig format, as kube-apiserver's): audit events are POSTed to its
+    /// server as `EventList` batches, retried with backoff.
+    #[arg(long, value_name = "FILE")]
+    pub audit_webhook_config_file: Option<PathBuf>,
+
+    /// `batch` (default, as upstream: queued, a full buffer drops and counts), `blocking` or
+    /// `blocking-strict` (as for the log: mutations, or every request, wait for the receiver's
+    /// 2xx and are refused when it cannot be had after the retries).
+    #[arg(long, value_name = "MODE", default_value = "batch", value_parser = ["blocking", "blocking-strict", "batch"])]
+    pub audit_webhook_mode: String,
+
+    /// Events queued for the audit webhook.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub audit_webhook_batch_buffer_size: usize,
+
+    /// Most events in one POST to the audit webhook.
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub audit_webhook_batch_max_size: usize,
+
+    /// Longest an event waits to be sent in batch mode, e.g. `30s`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::flag)]
+    pub audit_webhook_batch_max_wait: Option<std::time::Duration>,
+
+    /// First wait before retrying a failed POST (then ×1.5 a retry, five attempts), e.g. `500ms`
+    /// (default: 500ms in the blocking modes, 10s in batch mode).
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::flag)]
+    pub audit_webhook_initial_backoff: Option<std::time::Duration>,
+
     /// Take RBAC objects from this file or directory of manifests (YAML or JSON, reloaded when
     /// they change) instead of the store; the bootstrap policy is added. For webhook mode, where
     /// a kube-apiserver asks portcullis SubjectAccessReviews about RBAC kept in git.
@@ -510,6 +538,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(log) = audit.log() {
         log.flush().await.context("flushing the audit log")?;
     }
+    if let Some(webhook) = audit.webhook()
+        && let Err(e) = webhook.flush().await
+    {
+        tracing::error!(error = %e, "audit events not delivered to the webhook at shutdown");
+    }
     store.close().await.context("closing the store")?;
     tracing::info!("stopped");
     Ok(())
@@ -579,36 +612,73 @@ pub(crate) fn load_image_policy(
 
 /// The audit trail of `serve`: the policy (Metadata for everything without a file) and the log.
 fn build_auditor(args: &ServeArgs, metrics: &Arc<Metrics>) -> Result<server::audit::Auditor> {
-    let Some(path) = &args.audit_log_path else {
+    if args.audit_log_path.is_none() && args.audit_webhook_config_file.is_none() {
         return Ok(server::audit::Auditor::disabled());
-    };
+    }
     let policy = match &args.audit_policy_file {
         Some(file) => portcullis_audit::Policy::from_file(file)
             .with_context(|| format!("--audit-policy-file `{}`", file.display()))?,
         None => portcullis_audit::Policy::default_metadata(),
     };
-    let mut config = portcullis_audit::log::LogConfig::new(path.clone());
-    config.max_size = args.audit_log_maxsize.saturating_mul(1024 * 1024);
-    config.max_backups = args.audit_log_maxbackup;
-    config.max_age_days = args.audit_log_maxage;
-    config.compress = args.audit_log_compress;
-    config.mode = args
-        .audit_log_mode
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--audit-log-mode: {e}"))?;
-    config.buffer_size = args.audit_log_batch_buffer_size.max(1);
-    config.max_batch = args.audit_log_batch_max_size.max(1);
     let m = metrics.clone();
-    config.observer = Some(Arc::new(
-        move |outcome: &portcullis_audit::log::BatchOutcome| {
+    let observer: portcullis_audit::log::BatchObserver =
+        Arc::new(move |outcome: &portcullis_audit::log::BatchOutcome| {
             m.audit_write(outcome.duration.as_secs_f64());
-        },
-    ));
-    let log = portcullis_audit::log::LogBackend::open(config)
-        .with_context(|| format!("--audit-log-path `{}`", path.display()))?;
+        });
+    let log = match &args.audit_log_path {
+        Some(path) => {
+            let mut config = portcullis_audit::log::LogConfig::new(path.clone());
+            config.max_size = args.audit_log_maxsize.saturating_mul(1024 * 1024);
+            config.max_backups = args.audit_log_maxbackup;
+            config.max_age_days = args.audit_log_maxage;
+            config.compress = args.audit_log_compress;
+            config.mode = args
+                .audit_log_mode
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--audit-log-mode: {e}"))?;
+            config.buffer_size = args.audit_log_batch_buffer_size.max(1);
+            config.max_batch = args.audit_log_batch_max_size.max(1);
+            config.observer = Some(observer.clone());
+            Some(
+                portcullis_audit::log::LogBackend::open(config)
+                    .with_context(|| format!("--audit-log-path `{}`", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let webhook = match &args.audit_webhook_config_file {
+        Some(path) => {
+            let endpoint = portcullis_audit::Endpoint::from_kubeconfig_file(
+                path,
+                portcullis_audit::webhook::KubeconfigOptions::default(),
+            )
+            .with_context(|| format!("--audit-webhook-config-file `{}`", path.display()))?;
+            let mode: portcullis_audit::Mode = args
+                .audit_webhook_mode
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--audit-webhook-mode: {e}"))?;
+            let mut config = portcullis_audit::WebhookConfig::new(mode);
+            config.buffer_size = args.audit_webhook_batch_buffer_size.max(1);
+            config.max_batch_size = args.audit_webhook_batch_max_size.max(1);
+            if let Some(wait) = args.audit_webhook_batch_max_wait {
+                config.max_batch_wait = wait;
+            }
+            if let Some(backoff) = args.audit_webhook_initial_backoff {
+                config.initial_backoff = backoff;
+            }
+            config.observer = Some(observer);
+            Some(portcullis_audit::WebhookBackend::start(
+                endpoint,
+                config,
+                &tokio::runtime::Handle::current(),
+            ))
+        }
+        None => None,
+    };
     Ok(server::audit::Auditor::new(
         portcullis_audit::PolicyEvaluator::new(policy),
-        Some(log),
+        log,
+        webhook,
     ))
 }
 

@@ -44,7 +44,9 @@ fn by_id<'a>(events: &'a [Value], id: &str) -> BTreeMap<String, &'a Value> {
 fn matching<'a>(events: &'a [Value], verb: &str, resource: &str, stage: &str) -> Vec<&'a Value> {
     events
         .iter()
-        .filter(|e| e["verb"] == verb && e["objectRef"]["resource"] == resource && e["stage"] == stage)
+        .filter(|e| {
+            e["verb"] == verb && e["objectRef"]["resource"] == resource && e["stage"] == stage
+        })
         .collect()
 }
 
@@ -58,7 +60,10 @@ fn portcullis(args: &[&str]) -> std::process::Output {
 fn is_micro_time(v: &Value) -> bool {
     let s = v.as_str().unwrap_or("");
     // 2026-11-22T03:20:02.035934Z
-    s.len() == 27 && s.ends_with('Z') && s.as_bytes()[19] == b'.' && s[20..26].bytes().all(|b| b.is_ascii_digit())
+    s.len() == 27
+        && s.ends_with('Z')
+        && s.as_bytes()[19] == b'.'
+        && s[20..26].bytes().all(|b| b.is_ascii_digit())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,23 +74,50 @@ async fn events_follow_the_policy_field_by_field() {
     let log = dir.path().join("audit").join("audit.log");
     let data = dir.path().join("data");
     let (p, l) = (policy.display().to_string(), log.display().to_string());
-    let gw = Gateway::start_in(dir, data, &["--audit-policy-file", &p, "--audit-log-path", &l]);
+    let gw = Gateway::start_in(
+        dir,
+        data,
+        &["--audit-policy-file", &p, "--audit-log-path", &l],
+    );
 
     gw.kubectl_ok(&["create", "namespace", "team"]);
-    gw.kubectl_ok(&["create", "configmap", "cm1", "-n", "team", "--from-literal=a=b"]);
+    gw.kubectl_ok(&[
+        "create",
+        "configmap",
+        "cm1",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+    ]);
     let denied = gw.kubectl(&["--as", "bob", "get", "configmaps", "-n", "team"]);
     assert!(!denied.status.success());
     gw.kubectl_ok(&["create", "namespace", "locked"]);
-    gw.kubectl_ok(&["label", "namespace", "locked", "pod-security.kubernetes.io/enforce=restricted"]);
+    gw.kubectl_ok(&[
+        "label",
+        "namespace",
+        "locked",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: root, namespace: locked}\nspec:\n  containers:\n  - {name: c, image: busybox, securityContext: {privileged: true}}\n";
     let refused = gw.kubectl_with_stdin(&["create", "-f", "-"], Some(pod));
     assert!(!refused.status.success());
     // A watch that ends by itself.
-    let _ = gw.kubectl(&["get", "configmaps", "-n", "team", "--watch", "--request-timeout=2s"]);
+    let _ = gw.kubectl(&[
+        "get",
+        "configmaps",
+        "-n",
+        "team",
+        "--watch",
+        "--request-timeout=2s",
+    ]);
 
     // Audit-ID: the server's is returned; a client's well-formed one is kept, a hostile one replaced.
     let client = gw.admin_client();
-    let r = client.get(format!("{}/api/v1/namespaces/team/configmaps/cm1", gw.url)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/api/v1/namespaces/team/configmaps/cm1", gw.url))
+        .send()
+        .await
+        .unwrap();
     let server_id = r.headers()["audit-id"].to_str().unwrap().to_owned();
     let r = client
         .get(format!("{}/api/v1/namespaces/team/configmaps/cm1", gw.url))
@@ -101,21 +133,39 @@ async fn events_follow_the_policy_field_by_field() {
         .await
         .unwrap();
     let replaced = r.headers()["audit-id"].to_str().unwrap().to_owned();
-    assert_eq!(replaced.len(), 36, "a 500-byte Audit-ID is replaced by a UUID");
+    assert_eq!(
+        replaced.len(),
+        36,
+        "a 500-byte Audit-ID is replaced by a UUID"
+    );
     // No credentials: 401, audited without a user. Health probes: level None.
     let anon = gw.client_with_identity(None);
-    let r = anon.get(format!("{}/api/v1/namespaces", gw.url)).header("Audit-ID", "anon-1").send().await.unwrap();
+    let r = anon
+        .get(format!("{}/api/v1/namespaces", gw.url))
+        .header("Audit-ID", "anon-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    anon.get(format!("{}/healthz", gw.url)).send().await.unwrap();
+    anon.get(format!("{}/healthz", gw.url))
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let all = events(&log);
     for e in &all {
         assert_eq!(e["kind"], "Event");
         assert_eq!(e["apiVersion"], "audit.k8s.io/v1");
-        assert!(is_micro_time(&e["requestReceivedTimestamp"]) && is_micro_time(&e["stageTimestamp"]), "{e}");
+        assert!(
+            is_micro_time(&e["requestReceivedTimestamp"]) && is_micro_time(&e["stageTimestamp"]),
+            "{e}"
+        );
         assert!(e["annotations"]["portcullis.dev/audit-chain"].is_string());
-        assert_ne!(e["requestURI"], "/healthz", "health probes are at level None");
+        assert_ne!(
+            e["requestURI"], "/healthz",
+            "health probes are at level None"
+        );
     }
 
     // The allowed create: RequestResponse, both stages, both bodies.
@@ -123,39 +173,86 @@ async fn events_follow_the_policy_field_by_field() {
     assert_eq!(created.len(), 1);
     let done = created[0];
     let stages = by_id(&all, done["auditID"].as_str().unwrap());
-    assert_eq!(stages.keys().collect::<Vec<_>>(), ["RequestReceived", "ResponseComplete"]);
+    assert_eq!(
+        stages.keys().collect::<Vec<_>>(),
+        ["RequestReceived", "ResponseComplete"]
+    );
     let received = stages["RequestReceived"];
     assert_eq!(received["level"], "RequestResponse");
-    assert_eq!(received["requestReceivedTimestamp"], received["stageTimestamp"]);
-    assert_eq!(received["requestURI"], "/api/v1/namespaces/team/configmaps?fieldManager=kubectl-create&fieldValidation=Strict");
+    assert_eq!(
+        received["requestReceivedTimestamp"],
+        received["stageTimestamp"]
+    );
+    assert_eq!(
+        received["requestURI"],
+        "/api/v1/namespaces/team/configmaps?fieldManager=kubectl-create&fieldValidation=Strict"
+    );
     assert!(received.get("responseStatus").is_none());
     assert_eq!(received["requestObject"]["metadata"]["name"], "cm1");
     assert!(received.get("responseObject").is_none());
-    assert_eq!(done["requestReceivedTimestamp"], received["requestReceivedTimestamp"]);
+    assert_eq!(
+        done["requestReceivedTimestamp"],
+        received["requestReceivedTimestamp"]
+    );
     assert_eq!(done["user"]["username"], "portcullis-admin");
-    assert!(done["user"]["groups"].as_array().unwrap().iter().any(|g| g == "system:masters"));
+    assert!(
+        done["user"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "system:masters")
+    );
     assert!(done.get("impersonatedUser").is_none());
     assert_eq!(done["sourceIPs"][0], "127.0.0.1");
     assert!(done["userAgent"].as_str().unwrap().starts_with("kubectl/"));
     assert_eq!(done["objectRef"]["resource"], "configmaps");
     assert_eq!(done["objectRef"]["namespace"], "team");
     assert_eq!(done["objectRef"]["apiVersion"], "v1");
-    assert!(done["objectRef"].get("apiGroup").is_none(), "the core group is omitted");
-    assert_eq!(done["objectRef"]["uid"], done["responseObject"]["metadata"]["uid"]);
-    assert_eq!(done["objectRef"]["resourceVersion"], done["responseObject"]["metadata"]["resourceVersion"]);
+    assert!(
+        done["objectRef"].get("apiGroup").is_none(),
+        "the core group is omitted"
+    );
+    assert_eq!(
+        done["objectRef"]["uid"],
+        done["responseObject"]["metadata"]["uid"]
+    );
+    assert_eq!(
+        done["objectRef"]["resourceVersion"],
+        done["responseObject"]["metadata"]["resourceVersion"]
+    );
     assert_eq!(done["responseStatus"]["code"], 201);
     assert_eq!(done["responseObject"]["data"]["a"], "b");
-    assert_eq!(done["annotations"]["authorization.k8s.io/decision"], "allow");
-    assert_eq!(done["annotations"]["authentication.portcullis.dev/method"], "x509");
+    assert_eq!(
+        done["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    assert_eq!(
+        done["annotations"]["authentication.portcullis.dev/method"],
+        "x509"
+    );
 
     // The impersonated, denied list.
     let listed = matching(&all, "list", "configmaps", "ResponseComplete");
-    let forbidden = listed.iter().find(|e| e["responseStatus"]["code"] == 403).expect("the denied list");
-    assert_eq!(forbidden["user"]["username"], "portcullis-admin", "user is who authenticated");
+    let forbidden = listed
+        .iter()
+        .find(|e| e["responseStatus"]["code"] == 403)
+        .expect("the denied list");
+    assert_eq!(
+        forbidden["user"]["username"], "portcullis-admin",
+        "user is who authenticated"
+    );
     assert_eq!(forbidden["impersonatedUser"]["username"], "bob");
-    assert_eq!(forbidden["annotations"]["authorization.k8s.io/decision"], "forbid");
+    assert_eq!(
+        forbidden["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
     assert_eq!(forbidden["responseStatus"]["reason"], "Forbidden");
-    assert!(forbidden["responseStatus"]["message"].as_str().unwrap().contains(r#"User "bob" cannot list resource "configmaps""#));
+    assert!(
+        forbidden["responseStatus"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"User "bob" cannot list resource "configmaps""#)
+    );
 
     // The pod refused by Pod Security: Request level (request body, no response body).
     let pods = matching(&all, "create", "pods", "ResponseComplete");
@@ -163,9 +260,20 @@ async fn events_follow_the_policy_field_by_field() {
     let pod_event = pods[0];
     assert_eq!(pod_event["level"], "Request");
     assert_eq!(pod_event["responseStatus"]["code"], 403);
-    assert!(pod_event["responseStatus"]["message"].as_str().unwrap().contains(r#"violates PodSecurity "restricted:latest""#));
-    assert_eq!(pod_event["annotations"]["pod-security.kubernetes.io/enforce-policy"], "restricted:latest");
-    assert_eq!(pod_event["annotations"]["authorization.k8s.io/decision"], "allow");
+    assert!(
+        pod_event["responseStatus"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"violates PodSecurity "restricted:latest""#)
+    );
+    assert_eq!(
+        pod_event["annotations"]["pod-security.kubernetes.io/enforce-policy"],
+        "restricted:latest"
+    );
+    assert_eq!(
+        pod_event["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
     assert_eq!(pod_event["requestObject"]["metadata"]["name"], "root");
     assert!(pod_event.get("responseObject").is_none());
 
@@ -178,7 +286,11 @@ async fn events_follow_the_policy_field_by_field() {
     // The watch: ResponseStarted, then ResponseComplete when it ended.
     let watch: Vec<&Value> = all.iter().filter(|e| e["verb"] == "watch").collect();
     let stages: Vec<&str> = watch.iter().map(|e| e["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["RequestReceived", "ResponseStarted", "ResponseComplete"], "{watch:?}");
+    assert_eq!(
+        stages,
+        ["RequestReceived", "ResponseStarted", "ResponseComplete"],
+        "{watch:?}"
+    );
     assert_eq!(watch[1]["responseStatus"]["code"], 200);
 
     // Audit-IDs in the log.
@@ -191,16 +303,36 @@ async fn events_follow_the_policy_field_by_field() {
     let e = anon_events["ResponseComplete"];
     assert_eq!(e["responseStatus"]["code"], 401);
     assert_eq!(e["user"], serde_json::json!({}));
-    assert!(e["annotations"].get("authorization.k8s.io/decision").is_none());
+    assert!(
+        e["annotations"]
+            .get("authorization.k8s.io/decision")
+            .is_none()
+    );
 
     // The chain over all of it is intact.
     let out = portcullis(&["audit", "verify", &l]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // And query finds the denial.
     let out = portcullis(&["audit", "query", &l, "--decision", "forbid", "-o", "json"]);
-    let found: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(!found.is_empty() && found.iter().all(|e| e["annotations"]["authorization.k8s.io/decision"] == "forbid"));
-    assert!(found.iter().any(|e| e["impersonatedUser"]["username"] == "bob"));
+    let found: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !found.is_empty()
+            && found
+                .iter()
+                .all(|e| e["annotations"]["authorization.k8s.io/decision"] == "forbid")
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e["impersonatedUser"]["username"] == "bob")
+    );
 }
 
 /// Mounts a tiny tmpfs (needs root, as CI has); unmounted on drop.
@@ -214,7 +346,10 @@ impl TinyFs {
             .arg(&at)
             .status()
             .unwrap();
-        assert!(status.success(), "mounting a tmpfs failed: this test needs root (CI runs as root)");
+        assert!(
+            status.success(),
+            "mounting a tmpfs failed: this test needs root (CI runs as root)"
+        );
         TinyFs(at)
     }
 }
@@ -230,8 +365,11 @@ fn fill(dir: &Path) -> PathBuf {
     use std::io::Write;
     let filler = dir.join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();
-    let chunk = vec![0u8; 4096];
-    while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+    // Down to the last byte: even a short event line must not fit.
+    for size in [65536, 4096, 512, 64, 8, 1] {
+        let chunk = vec![0u8; size];
+        while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+    }
     filler
 }
 
@@ -247,7 +385,16 @@ async fn blocking_strict_refuses_requests_on_a_full_device_and_recovers() {
     let gw = Gateway::start_in(
         dir,
         data,
-        &["--audit-policy-file", &p, "--audit-log-path", &l, "--audit-log-mode", "blocking-strict", "--audit-log-maxsize", "0"],
+        &[
+            "--audit-policy-file",
+            &p,
+            "--audit-log-path",
+            &l,
+            "--audit-log-mode",
+            "blocking-strict",
+            "--audit-log-maxsize",
+            "0",
+        ],
     );
     let client = gw.admin_client();
     let cm = |name: &str| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}});
@@ -256,16 +403,40 @@ async fn blocking_strict_refuses_requests_on_a_full_device_and_recovers() {
     assert_eq!(r.status(), 201);
 
     let filler = fill(&fs.0);
+    // The log's last page may still hold a few events; reads use it up.
+    let mut refused = false;
+    for _ in 0..50 {
+        let r = client.get(format!("{url}/before")).send().await.unwrap();
+        if r.status() == 500 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "reads were never refused on a full device");
     for name in ["during-1", "during-2"] {
         let r = client.post(&url).json(&cm(name)).send().await.unwrap();
-        assert_eq!(r.status(), 500, "a create while the audit log cannot be written");
+        assert_eq!(
+            r.status(),
+            500,
+            "a create while the audit log cannot be written"
+        );
         let status: Value = r.json().await.unwrap();
         assert_eq!(status["kind"], "Status");
-        assert!(status["message"].as_str().unwrap().contains("failed to store audit event"), "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("failed to store audit event"),
+            "{status}"
+        );
     }
     let r = client.get(format!("{url}/before")).send().await.unwrap();
     assert_eq!(r.status(), 500, "strict mode refuses reads too");
-    let r = client.get(format!("{}/readyz", gw.url)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/readyz", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_ne!(r.status(), 200, "readyz reports the audit failure");
     assert!(r.text().await.unwrap().contains("[-]audit failed"));
 
@@ -273,10 +444,19 @@ async fn blocking_strict_refuses_requests_on_a_full_device_and_recovers() {
     std::fs::remove_file(&filler).unwrap();
     let r = client.post(&url).json(&cm("after")).send().await.unwrap();
     assert_eq!(r.status(), 201);
-    let r = client.get(format!("{}/readyz", gw.url)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/readyz", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let list: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["after", "before"]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // No torn or partial line, and the chain is intact across the failure.
@@ -284,7 +464,11 @@ async fn blocking_strict_refuses_requests_on_a_full_device_and_recovers() {
         assert_ne!(e["objectRef"]["name"], "during-1");
     }
     let out = portcullis(&["audit", "verify", &l]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     drop(gw);
 }
 
@@ -294,7 +478,11 @@ async fn kill_9_under_load_leaves_complete_events_for_every_acknowledged_write()
     let log = dir.path().join("audit").join("audit.log");
     let data = dir.path().join("data");
     let l = log.display().to_string();
-    let mut gw = Gateway::start_in(dir, data, &["--audit-log-path", &l, "--audit-log-maxsize", "1"]);
+    let mut gw = Gateway::start_in(
+        dir,
+        data,
+        &["--audit-log-path", &l, "--audit-log-maxsize", "1"],
+    );
     let client = gw.admin_client();
     let url = format!("{}/api/v1/namespaces/default/configmaps", gw.url);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -325,14 +513,24 @@ async fn kill_9_under_load_leaves_complete_events_for_every_acknowledged_write()
     for w in workers {
         acknowledged.extend(w.await.unwrap());
     }
-    assert!(acknowledged.len() > 20, "only {} creates were acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() > 20,
+        "only {} creates were acknowledged",
+        acknowledged.len()
+    );
 
     // Every newline-terminated line of every file is a complete event; the chain verifies up to
     // the last complete line (a torn final line, if the kill landed mid-write, is reported).
     let audit_dir = log.parent().unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    assert!(files.len() > 1, "the 1 MB maxsize rotated the log: {files:?}");
+    assert!(
+        files.len() > 1,
+        "the 1 MB maxsize rotated the log: {files:?}"
+    );
     let mut ids = std::collections::HashSet::new();
     for f in &files {
         let text = std::fs::read(f).unwrap();
@@ -341,35 +539,71 @@ async fn kill_9_under_load_leaves_complete_events_for_every_acknowledged_write()
             None => &text[..0],
         };
         for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let e: Value = serde_json::from_slice(line).unwrap_or_else(|err| panic!("{}: {err}", f.display()));
+            let e: Value =
+                serde_json::from_slice(line).unwrap_or_else(|err| panic!("{}: {err}", f.display()));
             if e["stage"] == "ResponseComplete" {
                 ids.insert(e["auditID"].as_str().unwrap().to_owned());
             }
         }
     }
-    let args: Vec<String> = ["audit".to_owned(), "verify".to_owned()].into_iter().chain(files.iter().map(|f| f.display().to_string())).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(&args).output().unwrap();
+    let args: Vec<String> = ["audit".to_owned(), "verify".to_owned()]
+        .into_iter()
+        .chain(files.iter().map(|f| f.display().to_string()))
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(&args)
+        .output()
+        .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");
     // Durable before acknowledged: every 201 has its closing event in the trail.
-    let missing: Vec<&String> = acknowledged.iter().filter(|id| !ids.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} of {} acknowledged creates have no ResponseComplete event", missing.len(), acknowledged.len());
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !ids.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged creates have no ResponseComplete event",
+        missing.len(),
+        acknowledged.len()
+    );
 
     // A restart repairs a torn tail and continues the chain.
     gw.restart();
     gw.kubectl_ok(&["create", "configmap", "after-restart"]);
     gw.kill9();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    let args: Vec<String> = ["audit".to_owned(), "verify".to_owned()].into_iter().chain(files.iter().map(|f| f.display().to_string())).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(&args).output().unwrap();
+    let args: Vec<String> = ["audit".to_owned(), "verify".to_owned()]
+        .into_iter()
+        .chain(files.iter().map(|f| f.display().to_string()))
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(&args)
+        .output()
+        .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !report.contains("incomplete"), "{report}");
+    assert!(
+        out.status.success() && !report.contains("incomplete"),
+        "{report}"
+    );
 
     // A rotated file removed from the middle of the trail is detected.
     if files.len() >= 3 {
-        let kept: Vec<String> = files.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, f)| f.display().to_string()).collect();
-        let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["audit", "verify"]).args(&kept).output().unwrap();
+        let kept: Vec<String> = files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, f)| f.display().to_string())
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["audit", "verify"])
+            .args(&kept)
+            .output()
+            .unwrap();
         let report = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{report}");
         assert!(report.contains("NOT intact"), "{report}");
@@ -397,7 +631,10 @@ fn verify_detects_tampering_of_a_real_trail() {
         let out = portcullis(&["audit", "verify", path.to_str().unwrap()]);
         let report = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(out.status.code(), Some(1), "{expect}: {report}");
-        assert!(report.contains("NOT intact") && report.contains(":6"), "{expect}: {report}");
+        assert!(
+            report.contains("NOT intact") && report.contains(":6"),
+            "{expect}: {report}"
+        );
         report
     };
     let join = |v: Vec<&str>| v.join("\n") + "\n";
@@ -415,5 +652,9 @@ fn verify_detects_tampering_of_a_real_trail() {
     check(join(swapped), "swapped lines");
     // The untouched trail passes.
     let out = portcullis(&["audit", "verify", &l]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

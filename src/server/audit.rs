@@ -37,7 +37,7 @@ use jiff::Timestamp;
 use portcullis_api::{RequestInfo, Status, UserInfo};
 use portcullis_audit::log::{LogBackend, Mode, WriteError};
 use portcullis_audit::policy::{AuditConfig, Level, PolicyEvaluator, RequestAttributes, Stage};
-use portcullis_audit::{AuditId, Event};
+use portcullis_audit::{AuditId, Event, WebhookBackend};
 use serde_json::Value;
 
 use super::AppState;
@@ -56,6 +56,7 @@ const MAX_RESPONSE_BODY: usize = 8 << 20;
 pub struct Auditor {
     policy: arc_swap::ArcSwap<PolicyEvaluator>,
     log: Option<LogBackend>,
+    webhook: Option<Arc<WebhookBackend>>,
     /// Set when a closing event could not be made durable: mutations are refused until an
     /// audit write succeeds again.
     failing: AtomicBool,
@@ -77,22 +78,33 @@ impl Auditor {
                 portcullis_audit::Policy::default_metadata(),
             )),
             log: None,
+            webhook: None,
             failing: AtomicBool::new(false),
         }
     }
 
-    /// Audit with `policy` to the log backend `log`.
-    pub fn new(policy: PolicyEvaluator, log: Option<LogBackend>) -> Auditor {
+    /// Audit with `policy` to the log backend and the webhook backend given.
+    pub fn new(
+        policy: PolicyEvaluator,
+        log: Option<LogBackend>,
+        webhook: Option<WebhookBackend>,
+    ) -> Auditor {
         Auditor {
             policy: arc_swap::ArcSwap::from_pointee(policy),
             log,
+            webhook: webhook.map(Arc::new),
             failing: AtomicBool::new(false),
         }
     }
 
     /// Whether any backend is configured.
     pub fn enabled(&self) -> bool {
-        self.log.is_some()
+        self.log.is_some() || self.webhook.is_some()
+    }
+
+    /// The webhook backend, for metrics and shutdown.
+    pub fn webhook(&self) -> Option<&WebhookBackend> {
+        self.webhook.as_deref()
     }
 
     /// Replaces the policy (a reloaded `--audit-policy-file`).
@@ -113,32 +125,60 @@ impl Auditor {
         if self.log.as_ref().is_some_and(|l| l.stats().failing) {
             return Err("the audit log's last write failed".into());
         }
+        if self.webhook.as_ref().is_some_and(|w| w.stats().failing) {
+            return Err("the audit webhook's last batch failed".into());
+        }
         Ok(())
     }
 
-    /// Writes `event`; waits for it to be durable when `durable`.
+    /// Writes `event` to every backend; waits for it to be durable (fsynced, or acknowledged
+    /// by the webhook) in the blocking backends when `durable`.
     async fn emit(&self, event: Event, durable: bool) -> Result<(), WriteError> {
-        let Some(log) = &self.log else {
-            return Ok(());
-        };
-        match log.mode() {
-            Mode::Batch => {
-                log.try_enqueue(event);
-                Ok(())
+        let mut result = Ok(());
+        if let Some(webhook) = &self.webhook {
+            let event = event.clone();
+            match webhook.mode() {
+                Mode::Batch => {
+                    webhook.try_enqueue(event);
+                }
+                _ if durable => result = webhook.write(event).await,
+                _ => {
+                    let webhook = webhook.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = webhook.write(event).await {
+                            tracing::error!(error = %e, "audit event not delivered to the webhook");
+                        }
+                    });
+                }
             }
-            _ if durable => log.write(event).await.map(|_| ()),
-            _ => log.enqueue(event).await,
         }
+        if let Some(log) = &self.log {
+            let written = match log.mode() {
+                Mode::Batch => {
+                    log.try_enqueue(event);
+                    Ok(())
+                }
+                _ if durable => log.write(event).await.map(|_| ()),
+                _ => log.enqueue(event).await,
+            };
+            result = result.and(written);
+        }
+        result
+    }
+
+    fn modes(&self) -> impl Iterator<Item = Mode> + '_ {
+        self.log
+            .iter()
+            .map(LogBackend::mode)
+            .chain(self.webhook.iter().map(|w| w.mode()))
     }
 
     fn strict(&self) -> bool {
-        self.log
-            .as_ref()
-            .is_some_and(|l| l.mode() == Mode::BlockingStrict)
+        self.modes().any(|m| m == Mode::BlockingStrict)
     }
 
     fn blocking(&self) -> bool {
-        self.log.as_ref().is_some_and(|l| l.mode() != Mode::Batch)
+        self.modes().any(|m| m != Mode::Batch)
     }
 }
 
@@ -494,10 +534,18 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
                 return status_response(&Status::too_large(MAX_BODY));
             }
         };
-        if !bytes.is_empty()
-            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
-        {
-            record.lock().event.request_object = Some(v);
+        if !bytes.is_empty() {
+            // As received; protobuf and YAML bodies are logged as their JSON equivalent, patch
+            // bodies as the patch.
+            let media = super::body::media_type(&parts.headers);
+            let decoded = match media.as_str() {
+                "application/json" => serde_json::from_slice::<Value>(&bytes).ok(),
+                m if m.ends_with("+json") => serde_json::from_slice::<Value>(&bytes).ok(),
+                m => super::body::decode_object(m, &bytes).ok(),
+            };
+            if let Some(v) = decoded {
+                record.lock().event.request_object = Some(v);
+            }
         }
         Request::from_parts(parts, Body::from(bytes))
     } else {

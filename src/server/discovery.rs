@@ -130,8 +130,10 @@ async fn version() -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Some(log) = state.audit.log() {
-        state.metrics.audit_log_stats(&log.stats());
+    if state.audit.enabled() {
+        let log = state.audit.log().map(|l| l.stats());
+        let webhook = state.audit.webhook().map(|w| w.stats());
+        state.metrics.audit_stats(log.as_ref(), webhook.as_ref());
     }
     let mut r = state.metrics.encode().into_response();
     r.headers_mut().insert(

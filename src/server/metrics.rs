@@ -65,7 +65,7 @@ pub struct Metrics {
 /// The audit trail's metrics (the log backend's counters are mirrored at scrape time).
 struct AuditMetrics {
     written: Counter,
-    dropped: Counter,
+    dropped: Family<PluginLabels, Counter>,
     errors: Family<PluginLabels, Counter>,
     rotations: Counter,
     rejected: Counter,
@@ -135,7 +135,7 @@ impl Default for Metrics {
         );
         let audit = AuditMetrics {
             written: Counter::default(),
-            dropped: Counter::default(),
+            dropped: Family::default(),
             errors: Family::default(),
             rotations: Counter::default(),
             rejected: Counter::default(),
@@ -145,12 +145,12 @@ impl Default for Metrics {
         };
         registry.register(
             "apiserver_audit_event",
-            "Counter of audit events written to the audit log",
+            "Counter of audit events written to the audit log or delivered to the audit webhook",
             audit.written.clone(),
         );
         registry.register(
             "portcullis_audit_events_dropped",
-            "Audit events dropped because the batch-mode buffer was full",
+            "Audit events dropped because a batch-mode buffer was full, by backend",
             audit.dropped.clone(),
         );
         registry.register(
@@ -229,17 +229,29 @@ impl Metrics {
         self.ldap_latency.observe(seconds);
     }
 
-    /// Mirrors the audit log backend's counters (called before each scrape).
-    pub fn audit_log_stats(&self, stats: &portcullis_audit::log::StatsSnapshot) {
+    /// Mirrors the audit backends' counters (called before each scrape).
+    pub fn audit_stats(
+        &self,
+        log: Option<&portcullis_audit::log::StatsSnapshot>,
+        webhook: Option<&portcullis_audit::webhook::StatsSnapshot>,
+    ) {
         let a = &self.audit;
         let set = |c: &Counter, v: u64| c.inner().store(v, std::sync::atomic::Ordering::Relaxed);
-        set(&a.written, stats.events_written);
-        set(&a.dropped, stats.events_dropped);
-        set(&a.rotations, stats.rotations);
-        set(
-            &a.errors.get_or_create(&PluginLabels { plugin: "log" }),
-            stats.write_errors,
-        );
+        let mut written = 0;
+        if let Some(stats) = log {
+            written += stats.events_written;
+            set(&a.rotations, stats.rotations);
+            let plugin = PluginLabels { plugin: "log" };
+            set(&a.dropped.get_or_create(&plugin), stats.events_dropped);
+            set(&a.errors.get_or_create(&plugin), stats.write_errors);
+        }
+        if let Some(stats) = webhook {
+            written += stats.events_sent;
+            let plugin = PluginLabels { plugin: "webhook" };
+            set(&a.dropped.get_or_create(&plugin), stats.events_dropped);
+            set(&a.errors.get_or_create(&plugin), stats.events_failed);
+        }
+        set(&a.written, written);
     }
 
     /// Records how long one group commit of audit events took.
