@@ -1,12 +1,12 @@
 //! Audit at the gateway: the `audit.k8s.io/v1` events of every request, written to the
 //! backends of `portcullis-audit`.
 //!
-//! Two layers wrap the pipeline (see [`super::router`]):
-//! - [`begin`] (outside authentication) assigns the Audit-ID (echoed in the `Audit-ID` response
+//! Two layers wrap the pipeline (see `router`):
+//! - `begin` (outside authentication) assigns the Audit-ID (echoed in the `Audit-ID` response
 //!   header), opens the request's [`Record`], and closes it when the handler is done:
 //!   ResponseComplete (ResponseStarted first for watches), or Panic. A request that failed
 //!   authentication is judged by the policy without a user, as upstream does.
-//! - [`received`] (after authentication, before authorization) evaluates the policy for the
+//! - `received` (after authentication, before authorization) evaluates the policy for the
 //!   authenticated user, keeps the request body at Request level and above, and emits
 //!   RequestReceived.
 //!
