@@ -151,6 +151,26 @@ async fn events_follow_the_policy_field_by_field() {
         .send()
         .await
         .unwrap();
+    // A response too large to keep for responseObject reaches the client whole.
+    let big = "x".repeat(1 << 20);
+    for i in 0..9 {
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("big-{i}")}, "data": {"d": big}});
+        let r = client
+            .post(format!("{}/api/v1/namespaces/team/configmaps", gw.url))
+            .json(&cm)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = client
+        .get(format!("{}/api/v1/namespaces/team/configmaps", gw.url))
+        .header("Audit-ID", "big-list")
+        .send()
+        .await
+        .unwrap();
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 10);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let all = events(&log);
@@ -169,7 +189,10 @@ async fn events_follow_the_policy_field_by_field() {
     }
 
     // The allowed create: RequestResponse, both stages, both bodies.
-    let created = matching(&all, "create", "configmaps", "ResponseComplete");
+    let created: Vec<&Value> = matching(&all, "create", "configmaps", "ResponseComplete")
+        .into_iter()
+        .filter(|e| e["responseObject"]["metadata"]["name"] == "cm1")
+        .collect();
     assert_eq!(created.len(), 1);
     let done = created[0];
     let stages = by_id(&all, done["auditID"].as_str().unwrap());
@@ -308,6 +331,13 @@ async fn events_follow_the_policy_field_by_field() {
             .get("authorization.k8s.io/decision")
             .is_none()
     );
+
+    let big_list = by_id(&all, "big-list");
+    assert_eq!(
+        big_list["ResponseComplete"]["annotations"]["audit.k8s.io/truncated"],
+        "true"
+    );
+    assert!(big_list["ResponseComplete"].get("responseObject").is_none());
 
     // The chain over all of it is intact.
     let out = portcullis(&["audit", "verify", &l]);

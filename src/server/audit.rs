@@ -368,12 +368,30 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
     }
     let mut body_value = None;
     if wants_body {
-        let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BODY)
-            .await
-            .unwrap_or_default();
-        body_value = serde_json::from_slice::<Value>(&bytes).ok();
-        response = Response::from_parts(parts, Body::from(bytes));
+        // Only a body whose size is known and bounded is kept for responseObject; anything else
+        // goes to the client untouched and the event says it was truncated.
+        use axum::body::HttpBody as _;
+        let size = response.body().size_hint().exact();
+        if size.is_some_and(|n| n <= MAX_RESPONSE_BODY as u64) {
+            let (parts, body) = response.into_parts();
+            match axum::body::to_bytes(body, MAX_RESPONSE_BODY).await {
+                Ok(bytes) => {
+                    body_value = serde_json::from_slice::<Value>(&bytes).ok();
+                    response = Response::from_parts(parts, Body::from(bytes));
+                }
+                Err(e) => {
+                    // The body failed while being read: the client gets the same failure.
+                    tracing::warn!(error = %e, "response body failed while audited");
+                    return status_response(&Status::internal("the response body failed"));
+                }
+            }
+        } else {
+            record
+                .lock()
+                .event
+                .annotations
+                .insert("audit.k8s.io/truncated".into(), "true".into());
+        }
     }
     close(
         &auditor,
