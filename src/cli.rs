@@ -512,7 +512,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             Ok(())
         });
     }
-    let state = AppState {
+    let state = AppState::new(server::State {
         audit: audit.clone(),
         policies,
         anonymous_auth: args.anonymous_auth,
@@ -525,7 +525,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         rbac,
         metrics,
         shutdown: stop_rx,
-    };
+    });
     let app = server::router(state);
     tracing::info!(address = %local, "serving");
     if let Some(kubeconfig) = &generated.admin_kubeconfig {

@@ -43,9 +43,27 @@ use crate::storage::Store;
 pub use metrics::Metrics;
 
 /// Everything a request handler may use: the store, the decision engines, and server-wide
-/// settings. Cheap to clone.
+/// settings, behind one shared pointer: each layer of the pipeline clones it per request, so a
+/// clone is one reference-count increment. Fields are reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<State>);
+
+impl AppState {
+    /// Shares `state` with every request.
+    pub fn new(state: State) -> AppState {
+        AppState(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct State {
     /// The storage backend.
     pub store: Arc<dyn Store>,
     /// Client-certificate authenticator; swapped when the client CA file changes.
