@@ -338,6 +338,8 @@ impl LogBackend {
             mill: mill.as_ref().map(|(tx, _)| tx.clone()),
             fault,
             last_error: None,
+            unsynced: false,
+            last_sync: std::time::Instant::now(),
         };
         let max_batch = config.max_batch.max(1);
         let handle = std::thread::Builder::new()

@@ -48,6 +48,20 @@ pub(super) struct Writer {
     pub(super) fault: Option<Arc<Fault>>,
     /// The error of the last group commit that had events, for flushes.
     pub(super) last_error: Option<WriteError>,
+    /// Lines were written without an fsync since the last one.
+    pub(super) unsynced: bool,
+    /// When the file was last fsynced.
+    pub(super) last_sync: Instant,
+}
+
+/// How long a group of events nobody waits for lingers to collect more before it is written.
+const LINGER: Duration = Duration::from_millis(1);
+/// Lines nobody waits for are fsynced at the latest with the first group commit after this.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether anyone waits for this job's durability.
+fn awaited(job: &Job) -> bool {
+    matches!(job, Job::Event { ack: Some(_), .. } | Job::Flush(_))
 }
 
 /// A sealed line waiting to be written.
@@ -62,13 +76,29 @@ impl Writer {
         let mut jobs = Vec::with_capacity(max_batch);
         while let Some(first) = rx.blocking_recv() {
             jobs.push(first);
-            while jobs.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+            let drain = |jobs: &mut Vec<Job>, rx: &mut mpsc::Receiver<Job>| {
+                while jobs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
                 }
+            };
+            drain(&mut jobs, &mut rx);
+            // Events nobody waits for (reads in blocking mode, batch mode) linger a moment to
+            // share one write with the events behind them; a waiter is served at once.
+            if !jobs.iter().any(awaited) && jobs.len() < max_batch {
+                std::thread::sleep(LINGER);
+                drain(&mut jobs, &mut rx);
             }
             self.commit(&mut jobs);
+        }
+        // Closing: what was written without an fsync is made durable now.
+        if self.unsynced
+            && let Sink::File { file: Some(f), .. } = &self.sink
+            && let Err(e) = f.sync_data()
+        {
+            tracing::error!(error = %e, "audit log fsync at close failed");
         }
     }
 
@@ -100,7 +130,9 @@ impl Writer {
                 }
             }
         }
-        let (written, error) = self.write_lines(&buf, &pending);
+        // fsync when someone waits for durability, or when lines have waited long enough.
+        let sync = jobs.iter().any(awaited) || self.last_sync.elapsed() >= SYNC_INTERVAL;
+        let (written, error) = self.write_lines(&buf, &pending, sync);
         // The chain advances to the last durable line only.
         self.chain = match written.checked_sub(1).and_then(|i| pending.get(i)) {
             Some(p) => Chain::after(p.link),
@@ -163,7 +195,12 @@ impl Writer {
 
     /// Writes the sealed lines; returns how many are durable and the error that stopped the
     /// rest.
-    fn write_lines(&mut self, buf: &[u8], pending: &[Pending]) -> (usize, Option<WriteError>) {
+    fn write_lines(
+        &mut self,
+        buf: &[u8],
+        pending: &[Pending],
+        sync: bool,
+    ) -> (usize, Option<WriteError>) {
         if pending.is_empty() {
             return (0, None);
         }
@@ -179,9 +216,12 @@ impl Writer {
             if self.rotating() && size + chunk_bytes > 0 && size + chunk_bytes + len > self.max_size
             {
                 if chunk_bytes > 0 {
-                    if let Err(e) =
-                        self.write_chunk(buf, pending.get(chunk_start..k).unwrap_or_default())
-                    {
+                    // A file about to be rotated away is always fsynced.
+                    if let Err(e) = self.write_chunk(
+                        buf,
+                        pending.get(chunk_start..k).unwrap_or_default(),
+                        true,
+                    ) {
                         return (durable, Some(WriteError::from(&e)));
                     }
                     durable = k;
@@ -194,7 +234,9 @@ impl Writer {
             }
             chunk_bytes += len;
         }
-        if let Err(e) = self.write_chunk(buf, pending.get(chunk_start..).unwrap_or_default()) {
+        if let Err(e) =
+            self.write_chunk(buf, pending.get(chunk_start..).unwrap_or_default(), sync)
+        {
             return (durable, Some(WriteError::from(&e)));
         }
         (pending.len(), None)
@@ -243,10 +285,12 @@ impl Writer {
         Ok(())
     }
 
-    fn write_chunk(&mut self, buf: &[u8], chunk: &[Pending]) -> io::Result<()> {
+    fn write_chunk(&mut self, buf: &[u8], chunk: &[Pending], sync: bool) -> io::Result<()> {
         let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
             return Ok(());
         };
+        // Lines written earlier without an fsync are covered by this chunk's.
+        let sync = sync || (self.unsynced && self.last_sync.elapsed() >= SYNC_INTERVAL);
         let bytes = buf
             .get(first.range.start..last.range.end)
             .unwrap_or_default();
@@ -266,10 +310,17 @@ impl Writer {
                 let f = file
                     .as_mut()
                     .ok_or_else(|| io::Error::other("audit log file is not open"))?;
-                let result = write_faulty(f, bytes, fault.as_deref()).and_then(|()| f.sync_data());
+                let result = write_faulty(f, bytes, fault.as_deref())
+                    .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
                 match result {
                     Ok(()) => {
                         *size += bytes.len() as u64;
+                        if sync {
+                            self.unsynced = false;
+                            self.last_sync = Instant::now();
+                        } else {
+                            self.unsynced = true;
+                        }
                         Ok(())
                     }
                     Err(e) => {
