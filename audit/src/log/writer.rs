@@ -217,11 +217,9 @@ impl Writer {
             {
                 if chunk_bytes > 0 {
                     // A file about to be rotated away is always fsynced.
-                    if let Err(e) = self.write_chunk(
-                        buf,
-                        pending.get(chunk_start..k).unwrap_or_default(),
-                        true,
-                    ) {
+                    if let Err(e) =
+                        self.write_chunk(buf, pending.get(chunk_start..k).unwrap_or_default(), true)
+                    {
                         return (durable, Some(WriteError::from(&e)));
                     }
                     durable = k;
@@ -234,8 +232,7 @@ impl Writer {
             }
             chunk_bytes += len;
         }
-        if let Err(e) =
-            self.write_chunk(buf, pending.get(chunk_start..).unwrap_or_default(), sync)
+        if let Err(e) = self.write_chunk(buf, pending.get(chunk_start..).unwrap_or_default(), sync)
         {
             return (durable, Some(WriteError::from(&e)));
         }
