@@ -56,7 +56,7 @@ const MAX_RESPONSE_BODY: usize = 8 << 20;
 pub struct Auditor {
     policy: arc_swap::ArcSwap<PolicyEvaluator>,
     log: Option<LogBackend>,
-    webhook: Option<Arc<WebhookBackend>>,
+    webhook: Option<WebhookBackend>,
     /// Set when a closing event could not be made durable: mutations are refused until an
     /// audit write succeeds again.
     failing: AtomicBool,
@@ -92,7 +92,7 @@ impl Auditor {
         Auditor {
             policy: arc_swap::ArcSwap::from_pointee(policy),
             log,
-            webhook: webhook.map(Arc::new),
+            webhook,
             failing: AtomicBool::new(false),
         }
     }
@@ -104,7 +104,7 @@ impl Auditor {
 
     /// The webhook backend, for metrics and shutdown.
     pub fn webhook(&self) -> Option<&WebhookBackend> {
-        self.webhook.as_deref()
+        self.webhook.as_ref()
     }
 
     /// Replaces the policy (a reloaded `--audit-policy-file`).
@@ -142,14 +142,7 @@ impl Auditor {
                     webhook.try_enqueue(event);
                 }
                 _ if durable => result = webhook.write(event).await,
-                _ => {
-                    let webhook = webhook.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = webhook.write(event).await {
-                            tracing::error!(error = %e, "audit event not delivered to the webhook");
-                        }
-                    });
-                }
+                _ => result = webhook.enqueue(event).await,
             }
         }
         if let Some(log) = &self.log {

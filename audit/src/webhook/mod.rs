@@ -237,6 +237,17 @@ impl WebhookBackend {
         done.await.unwrap_or(Err(WriteError::Closed))
     }
 
+    /// Queues an event without waiting for its delivery, but waiting for room in the bounded
+    /// queue (never drops). A later delivery failure is counted in the stats and makes
+    /// [`StatsSnapshot::failing`] true. For events nobody waits for in the blocking modes.
+    pub async fn enqueue(&self, event: Event) -> Result<(), WriteError> {
+        let job = Job::Event {
+            event: Box::new(event),
+            ack: None,
+        };
+        self.tx.send(job).await.map_err(|_| WriteError::Closed)
+    }
+
     /// Queues an event without waiting (batch mode). Never blocks: when the queue is full the
     /// event is dropped, counted and logged, and `false` is returned.
     pub fn try_enqueue(&self, event: Event) -> bool {
