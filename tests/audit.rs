@@ -57,6 +57,29 @@ fn portcullis(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The files of an audit trail directory, sorted.
+fn trail(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// `portcullis audit verify FILES...`: whether it passed, and its report.
+fn verify_files(files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["audit", "verify"])
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn is_micro_time(v: &Value) -> bool {
     let s = v.as_str().unwrap_or("");
     // 2026-11-22T03:20:02.035934Z
@@ -508,10 +531,25 @@ async fn kill_9_under_load_leaves_complete_events_for_every_acknowledged_write()
     let log = dir.path().join("audit").join("audit.log");
     let data = dir.path().join("data");
     let l = log.display().to_string();
+    // Request level: each event carries the 2 KB body, so the 1 MB files rotate often.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Request\n",
+    )
+    .unwrap();
+    let p = policy.display().to_string();
     let mut gw = Gateway::start_in(
         dir,
         data,
-        &["--audit-log-path", &l, "--audit-log-maxsize", "1"],
+        &[
+            "--audit-policy-file",
+            &p,
+            "--audit-log-path",
+            &l,
+            "--audit-log-maxsize",
+            "1",
+        ],
     );
     let client = gw.admin_client();
     let url = format!("{}/api/v1/namespaces/default/configmaps", gw.url);
@@ -552,11 +590,7 @@ async fn kill_9_under_load_leaves_complete_events_for_every_acknowledged_write()
     // Every newline-terminated line of every file is a complete event; the chain verifies up to
     // the last complete line (a torn final line, if the kill landed mid-write, is reported).
     let audit_dir = log.parent().unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = trail(audit_dir);
     assert!(
         files.len() > 1,
         "the 1 MB maxsize rotated the log: {files:?}"
@@ -576,16 +610,8 @@ async fn kill_9_under_load_leaves_complete_events_for_every_acknowledged_write()
             }
         }
     }
-    let args: Vec<String> = ["audit".to_owned(), "verify".to_owned()]
-        .into_iter()
-        .chain(files.iter().map(|f| f.display().to_string()))
-        .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(&args)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{report}");
+    let (ok, report) = verify_files(&files);
+    assert!(ok, "{report}");
     // Durable before acknowledged: every 201 has its closing event in the trail.
     let missing: Vec<&String> = acknowledged
         .iter()
@@ -602,42 +628,23 @@ async fn kill_9_under_load_leaves_complete_events_for_every_acknowledged_write()
     gw.restart();
     gw.kubectl_ok(&["create", "configmap", "after-restart"]);
     gw.kill9();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let args: Vec<String> = ["audit".to_owned(), "verify".to_owned()]
-        .into_iter()
-        .chain(files.iter().map(|f| f.display().to_string()))
-        .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(&args)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && !report.contains("incomplete"),
-        "{report}"
-    );
+    let files = trail(audit_dir);
+    let (ok, report) = verify_files(&files);
+    assert!(ok && !report.contains("incomplete"), "{report}");
 
     // A rotated file removed from the middle of the trail is detected.
-    if files.len() >= 3 {
-        let kept: Vec<String> = files
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .map(|(_, f)| f.display().to_string())
-            .collect();
-        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["audit", "verify"])
-            .args(&kept)
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(1), "{report}");
-        assert!(report.contains("NOT intact"), "{report}");
-    }
+    assert!(
+        files.len() >= 3,
+        "too few rotated files to remove one: {files:?}"
+    );
+    let kept: Vec<PathBuf> = files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, f)| f.clone())
+        .collect();
+    let (ok, report) = verify_files(&kept);
+    assert!(!ok && report.contains("NOT intact"), "{report}");
 }
 
 #[test]
