@@ -19,8 +19,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use portcullis_admission::rego::{Document, GatekeeperPolicy, PolicySet, PolicySource};
 use serde_json::{Map, Value, json};
 
-/// Largest file read (suite, template, constraint, object or inventory).
-const MAX_FILE: u64 = 4 * 1024 * 1024;
 /// Most suite files one run reads.
 const MAX_SUITES: usize = 10_000;
 
@@ -179,23 +177,15 @@ fn find_suites(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Whether a YAML file is a gator Suite (read cheaply: a `kind: Suite` line).
 fn is_suite(path: &Path) -> bool {
-    let Ok(text) = read(path) else {
+    let Ok(text) = crate::policies::read_file(path) else {
         return false;
     };
     text.lines().any(|l| l.trim_end() == "kind: Suite") && text.contains("test.gatekeeper.sh/")
 }
 
-fn read(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading `{}`", path.display()))?;
-    if meta.len() > MAX_FILE {
-        bail!("`{}` is larger than {} MiB", path.display(), MAX_FILE >> 20);
-    }
-    std::fs::read_to_string(path).with_context(|| format!("reading `{}`", path.display()))
-}
-
 /// Every document of a YAML or JSON file.
 fn documents(path: &Path) -> Result<Vec<Value>> {
-    let text = read(path)?;
+    let text = crate::policies::read_file(path)?;
     let docs: Vec<Value> =
         serde_saphyr::from_str_multiple(&text).map_err(|e| anyhow!("`{}`: {e}", path.display()))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())

@@ -62,6 +62,22 @@ pub fn library() -> Vec<PolicySource> {
         .collect()
 }
 
+/// Reads a policy file (Rego, a template, a constraint, a test suite) as text, refusing one
+/// larger than 4 MiB; the bound holds even if the file grows while it is read.
+pub fn read_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading `{}`", path.display()))?;
+    if text.len() as u64 > MAX_FILE {
+        bail!("`{}` is larger than {} MiB", path.display(), MAX_FILE >> 20);
+    }
+    Ok(text)
+}
+
 /// Reads every policy under `dir` (not compiled): `.rego` files, then Gatekeeper templates with
 /// their constraints.
 pub fn sources(dir: &Path) -> Result<Vec<PolicySource>> {
@@ -72,13 +88,7 @@ pub fn sources(dir: &Path) -> Result<Vec<PolicySource>> {
     let mut templates: BTreeMap<String, Document> = BTreeMap::new();
     let mut constraints: BTreeMap<String, Vec<Document>> = BTreeMap::new();
     for path in &files {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("reading `{}`", path.display()))?;
-        if meta.len() > MAX_FILE {
-            bail!("`{}` is larger than {} MiB", path.display(), MAX_FILE >> 20);
-        }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading `{}`", path.display()))?;
+        let text = read_file(path)?;
         let name = path.display().to_string();
         if path.extension().and_then(|e| e.to_str()) == Some("rego") {
             sources.push(PolicySource::Rego(RegoFile::new(name, text)));

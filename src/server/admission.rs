@@ -75,10 +75,8 @@ pub(super) async fn check(
             old,
         },
         &review,
+        ctx.audit.as_deref(),
     );
-    if let Some(record) = &ctx.audit {
-        annotate(record, &outcome);
-    }
     match outcome.denial() {
         Some(Denial::Forbidden(message)) => {
             Err(Status::forbidden_with_message(resource, name, message))
@@ -124,11 +122,13 @@ fn annotate(record: &super::audit::Record, outcome: &admit::Outcome) {
     }
 }
 
-/// Validating admission with the engines in force, stopping at the first refusal.
+/// Validating admission with the engines in force, stopping at the first refusal; the outcome
+/// is recorded on the request's audit record, if any.
 pub(super) fn validate(
     state: &super::AppState,
     req: &Request<'_>,
     review: &Value,
+    record: Option<&super::audit::Record>,
 ) -> admit::Outcome {
     let policies = state.policies.load_full();
     let image_policy = state.image_policy.load_full();
@@ -144,6 +144,9 @@ pub(super) fn validate(
     );
     if let Some(Err(e)) = &outcome.rego {
         tracing::error!(error = %e, "admission policy evaluation failed; the request is refused");
+    }
+    if let Some(record) = record {
+        annotate(record, &outcome);
     }
     outcome
 }

@@ -135,8 +135,13 @@ impl Auditor {
     /// by the webhook) in the blocking backends when `durable`.
     async fn emit(&self, event: Event, durable: bool) -> Result<(), WriteError> {
         let mut result = Ok(());
-        if let Some(webhook) = &self.webhook {
-            let event = event.clone();
+        // A copy only when both backends need the event.
+        let (for_webhook, for_log) = match (&self.webhook, &self.log) {
+            (Some(_), Some(_)) => (Some(event.clone()), Some(event)),
+            (Some(_), None) => (Some(event), None),
+            (None, _) => (None, Some(event)),
+        };
+        if let (Some(webhook), Some(event)) = (&self.webhook, for_webhook) {
             match webhook.mode() {
                 Mode::Batch => {
                     webhook.try_enqueue(event);
@@ -145,7 +150,7 @@ impl Auditor {
                 _ => result = webhook.enqueue(event).await,
             }
         }
-        if let Some(log) = &self.log {
+        if let (Some(log), Some(event)) = (&self.log, for_log) {
             let written = match log.mode() {
                 Mode::Batch => {
                     log.try_enqueue(event);
@@ -187,6 +192,8 @@ struct RecordState {
     event: Event,
     /// The policy's verdict, once the user is known.
     config: Option<AuditConfig>,
+    /// The policy's verdict without a user, for requests that fail authentication.
+    unauthenticated: AuditConfig,
     mutating: bool,
 }
 
@@ -284,16 +291,28 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
         Some(RequestInfo::NonResource { verb, .. }) => event.verb = verb.clone(),
         None => event.verb = req.method().as_str().to_ascii_lowercase(),
     }
+    // What the policy says if authentication fails (no user): decided now, while the request
+    // attributes are at hand.
+    let path = req.uri().path();
+    let unauthenticated = match req.extensions().get::<RequestInfo>() {
+        Some(info) => auditor
+            .policy
+            .load()
+            .evaluate(&RequestAttributes::from_request_info(info, None, path)),
+        None => auditor.policy.load().evaluate(&RequestAttributes {
+            path,
+            ..RequestAttributes::default()
+        }),
+    };
     let record = Arc::new(Record {
         state: Mutex::new(RecordState {
             event,
             config: None,
+            unauthenticated,
             mutating,
         }),
     });
     req.extensions_mut().insert(record.clone());
-    let path = req.uri().path().to_owned();
-    let info = req.extensions().get::<RequestInfo>().cloned();
 
     let outcome = std::panic::AssertUnwindSafe(next.run(req))
         .catch_unwind()
@@ -311,8 +330,6 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
             close(
                 &auditor,
                 &record,
-                info.as_ref(),
-                &path,
                 Stage::Panic,
                 &status_json(&status),
                 500,
@@ -339,8 +356,6 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
         close(
             &auditor,
             &record,
-            info.as_ref(),
-            &path,
             Stage::ResponseStarted,
             &status,
             code,
@@ -389,8 +404,6 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
     close(
         &auditor,
         &record,
-        info.as_ref(),
-        &path,
         Stage::ResponseComplete,
         &status,
         code,
@@ -428,12 +441,9 @@ fn response_status(code: u16, status: &Option<Value>) -> portcullis_audit::event
 }
 
 /// Emits the closing event of a stage (ResponseStarted, ResponseComplete or Panic).
-#[allow(clippy::too_many_arguments)]
 async fn close(
     auditor: &Auditor,
     record: &Record,
-    info: Option<&RequestInfo>,
-    path: &str,
     stage: Stage,
     status: &Option<Value>,
     code: u16,
@@ -441,24 +451,9 @@ async fn close(
 ) {
     let (event, durable) = {
         let mut st = record.lock();
-        let config = match st.config {
-            Some(c) => c,
-            None => {
-                // Authentication failed (or never ran): the policy decides without a user.
-                let config = match info {
-                    Some(info) => auditor
-                        .policy
-                        .load()
-                        .evaluate(&RequestAttributes::from_request_info(info, None, path)),
-                    None => auditor.policy.load().evaluate(&RequestAttributes {
-                        path,
-                        ..RequestAttributes::default()
-                    }),
-                };
-                st.config = Some(config);
-                config
-            }
-        };
+        // Authentication failed (or never ran): the policy decides without a user.
+        let fallback = st.unauthenticated;
+        let config = *st.config.get_or_insert(fallback);
         if config.level == Level::None || !config.emits(stage) {
             return;
         }
@@ -614,8 +609,6 @@ impl Drop for CompleteOnDrop {
                 close(
                     &auditor,
                     &record,
-                    None,
-                    "",
                     Stage::ResponseComplete,
                     &None,
                     code,

@@ -107,6 +107,7 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
                 old,
             },
             request,
+            record.as_deref(),
         );
         let warnings = outcome.warnings();
         let denied = outcome.denial().map(|d| d.message().to_owned());
@@ -146,7 +147,8 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
             response["auditAnnotations"] = Value::Object(map);
         }
     }
-    // Audited with what was reviewed and the verdict.
+    // Audited with what was reviewed and the verdict (the admission annotations were recorded
+    // by `validate`).
     if let Some(record) = &record {
         let object = format!("{} {}/{}", s("/kind/kind"), s("/namespace"), s("/name"));
         record.annotate("review.portcullis.dev/user", s("/userInfo/username"));
@@ -156,14 +158,6 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
             "review.portcullis.dev/allowed",
             response["allowed"].to_string(),
         );
-        if let Some(annotations) = response["auditAnnotations"].as_object() {
-            for (k, v) in annotations {
-                record.annotate(
-                    format!("pod-security.kubernetes.io/{k}"),
-                    v.as_str().unwrap_or(""),
-                );
-            }
-        }
     }
     Ok(object_response(
         StatusCode::OK,
