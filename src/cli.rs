@@ -10,7 +10,6 @@ use portcullis_authn::X509Authenticator;
 use serde_json::json;
 
 use crate::server::{self, AppState, Metrics};
-use crate::storage::embedded::EmbeddedStore;
 use crate::storage::{Store, StoreError, TxnOp};
 use crate::{pki, tls};
 
@@ -118,6 +117,10 @@ pub struct ServeArgs {
     /// Directory for generated PKI, the admin kubeconfig and the embedded store.
     #[arg(long, default_value = "portcullis-data", value_name = "DIR")]
     pub data_dir: PathBuf,
+
+    /// Where objects are stored.
+    #[command(flatten)]
+    pub storage: crate::storage::flags::StorageArgs,
 
     /// IP address to listen on (0.0.0.0 or :: for every interface).
     #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
@@ -452,10 +455,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let x509 = Arc::new(arc_swap::ArcSwap::from_pointee(x509));
     watch_client_ca(client_ca_file.clone(), x509.clone());
 
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&args.data_dir.join("store.redb"))
-            .with_context(|| format!("opening the store in `{}`", args.data_dir.display()))?,
-    );
+    let store: Arc<dyn Store> = args.storage.open(&args.data_dir, true).await?;
     bootstrap_namespaces(store.as_ref()).await?;
     crate::rbac::bootstrap(store.as_ref())
         .await

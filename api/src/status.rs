@@ -404,6 +404,11 @@ impl Status {
         )
     }
 
+    /// 413 `RequestEntityTooLarge`, as kube-apiserver answers when etcd refuses a value.
+    pub fn request_too_large(message: impl Into<String>) -> Self {
+        Self::failure(413, "RequestEntityTooLarge", message.into(), None)
+    }
+
     /// 415 `UnsupportedMediaType`.
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
         Self::failure(

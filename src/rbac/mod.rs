@@ -120,7 +120,7 @@ async fn list_all(store: &dyn Store, plural: &str) -> Result<Vec<KeyValue>> {
         .with_context(|| format!("{plural} are not registered"))?;
     let all = |_: &KeyValue| true;
     Ok(store
-        .list(&resource.key_prefix(None), None, 0, &all)
+        .list(&resource.key_prefix(None), None, 0, 0, &all)
         .await
         .with_context(|| format!("listing {plural}"))?
         .items)

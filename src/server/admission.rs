@@ -184,7 +184,7 @@ async fn namespace_change(
     let page = ctx
         .state
         .store
-        .list(&pods.key_prefix(Some(name)), None, 0, &all)
+        .list(&pods.key_prefix(Some(name)), None, 0, 0, &all)
         .await
         .map_err(store_error)?;
     let mut offenders = Vec::new();

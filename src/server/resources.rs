@@ -318,6 +318,7 @@ pub(super) async fn read_list(
     ctx: &Ctx,
     limit: usize,
     start_after: Option<&str>,
+    at: u64,
 ) -> Result<(Vec<Value>, u64, Option<String>), Status> {
     let selectors = Selectors::from_query(ctx.resource, &ctx.query)?;
     let prefix = ctx.resource.key_prefix(ctx.namespace());
@@ -328,9 +329,15 @@ pub(super) async fn read_list(
     let page = ctx
         .state
         .store
-        .list(&prefix, start_after, limit, &filter)
+        .list(&prefix, start_after, limit, at, &filter)
         .await
-        .map_err(store_error)?;
+        .map_err(|e| match e {
+            // A continue token whose revision was compacted away (etcd), as kube-apiserver says.
+            StoreError::Gone { .. } if at > 0 => Status::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ),
+            e => store_error(e),
+        })?;
     let last = page.items.last().map(|kv| kv.key.clone());
     let items = page
         .items
@@ -356,8 +363,8 @@ async fn list(ctx: &Ctx, headers: &HeaderMap) -> ApiResult {
         }
         None => (None, None),
     };
-    let (mut items, revision, next) = read_list(ctx, limit, start_after.as_deref()).await?;
-    let revision = token_rev.unwrap_or(revision);
+    let (mut items, revision, next) =
+        read_list(ctx, limit, start_after.as_deref(), token_rev.unwrap_or(0)).await?;
     let mut meta = json!({"resourceVersion": revision.to_string()});
     if let Some(key) = next {
         meta["continue"] = encode_continue(revision, &key).into();
@@ -932,7 +939,7 @@ fn deleted_response(ctx: &Ctx, obj: Value) -> Response {
 async fn delete_collection(ctx: &Ctx, headers: &HeaderMap) -> ApiResult {
     let _ = headers;
     let dry_run = ctx.dry_run()?;
-    let (items, _, _) = read_list(ctx, 0, None).await?;
+    let (items, _, _) = read_list(ctx, 0, None, 0).await?;
     let ops: Vec<TxnOp> = items
         .iter()
         .filter_map(|obj| {
@@ -1032,6 +1039,11 @@ pub(super) fn store_error(e: StoreError) -> Status {
         StoreError::Gone { .. } => Status::gone(e.to_string()),
         StoreError::Future { .. } => Status::timeout(),
         StoreError::Lagged => Status::gone(e.to_string()),
+        StoreError::Unavailable(why) => {
+            tracing::warn!(%why, "storage unavailable");
+            Status::unavailable(format!("storage is unavailable: {why}"))
+        }
+        StoreError::TooLarge(why) => Status::request_too_large(why),
         other => {
             tracing::error!(error = %format!("{:#}", anyhow::Error::from(other)), "storage failure");
             Status::internal("storage backend failure")

@@ -75,7 +75,7 @@ pub(super) async fn handle(
 
     // The initial state (for "most recent" and "any" semantics), then changes after it.
     let (initial, after) = if rv.is_empty() || rv == "0" || send_initial {
-        let (items, revision, _) = read_list(&ctx, 0, None).await?;
+        let (items, revision, _) = read_list(&ctx, 0, None, 0).await?;
         (items, revision)
     } else {
         let after = rv

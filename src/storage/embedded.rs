@@ -265,9 +265,14 @@ impl Store for EmbeddedStore {
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
+        at: u64,
         filter: Filter<'_>,
     ) -> Result<ListPage, StoreError> {
-        self.read_list(prefix, start_after, limit, filter)
+        let mut page = self.read_list(prefix, start_after, limit, filter)?;
+        if at > 0 {
+            page.revision = at;
+        }
+        Ok(page)
     }
 
     async fn txn(&self, ops: Vec<TxnOp>) -> Result<TxnResult, StoreError> {

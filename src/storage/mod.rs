@@ -7,10 +7,13 @@
 //! a conflict), and watches that resume from a revision. Objects are JSON bytes; the
 //! `resourceVersion` is not stored inside them but set from the key's revision when read.
 //!
-//! Backends: [`embedded`] (redb, a single-file ACID store; the default). An etcd backend plugs in
-//! here later.
+//! Backends: [`embedded`] (redb, a single-file ACID store; the default) and, built with the `etcd`
+//! feature, `etcd` (an etcd v3 cluster shared by several gateway replicas).
 
 pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+pub mod flags;
 mod watch;
 
 use std::sync::Arc;
@@ -145,6 +148,13 @@ pub enum StoreError {
     /// The watcher fell too far behind and was dropped; clients re-list.
     #[error("watcher fell behind and was closed")]
     Lagged,
+    /// The backend cannot be reached or did not answer in time (503 at the API); the request
+    /// may be retried.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The backend refused a value as too large (413 at the API).
+    #[error("object too large for the storage backend: {0}")]
+    TooLarge(String),
     /// The backend failed.
     #[error("storage backend error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -160,12 +170,18 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
 
     /// Lists keys under `prefix` (ending in `/`) in key order, starting after `start_after`,
-    /// keeping those `filter` accepts, at most `limit` of them (0 means no limit).
+    /// keeping those `filter` accepts, at most `limit` of them (0 means no limit), as of
+    /// revision `at` (0: the latest; a later page of a paged list passes the first page's).
+    ///
+    /// A backend that keeps history (etcd) reads every page at that revision, or fails with
+    /// [`StoreError::Gone`] once it was compacted; one that does not (embedded) reads the
+    /// latest state and still reports `at`.
     async fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
+        at: u64,
         filter: Filter<'_>,
     ) -> Result<ListPage, StoreError>;
 

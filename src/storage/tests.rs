@@ -84,14 +84,14 @@ async fn conformance(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let page = store
-        .list("/registry/pods/a/", None, 2, &all)
+        .list("/registry/pods/a/", None, 2, 0, &all)
         .await
         .unwrap();
     let keys: Vec<_> = page.items.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["/registry/pods/a/b", "/registry/pods/a/c"]);
     assert!(page.more);
     let rest = store
-        .list("/registry/pods/a/", Some("/registry/pods/a/c"), 0, &all)
+        .list("/registry/pods/a/", Some("/registry/pods/a/c"), 0, 0, &all)
         .await
         .unwrap();
     let keys: Vec<_> = rest.items.iter().map(|kv| kv.key.as_str()).collect();
@@ -105,7 +105,7 @@ async fn conformance(store: Arc<dyn Store>) {
     );
     assert!(!rest.more);
     let odd = store
-        .list("/registry/pods/", None, 0, &|kv: &KeyValue| {
+        .list("/registry/pods/", None, 0, 0, &|kv: &KeyValue| {
             &*kv.value == b"d" || &*kv.value == b"other ns"
         })
         .await

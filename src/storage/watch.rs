@@ -91,9 +91,11 @@ impl Feed {
             .cloned()
             .collect();
         Ok(WatchStream {
-            backlog,
-            rx: self.tx.subscribe(),
-            prefix: prefix.to_owned(),
+            inner: Inner::Feed {
+                backlog,
+                rx: self.tx.subscribe(),
+                prefix: prefix.to_owned(),
+            },
         })
     }
 }
@@ -101,23 +103,53 @@ impl Feed {
 /// A stream of changes under one prefix.
 #[derive(Debug)]
 pub struct WatchStream {
-    backlog: VecDeque<Arc<WatchEvent>>,
-    rx: broadcast::Receiver<Arc<WatchEvent>>,
-    prefix: String,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    /// From the in-process feed of the embedded store.
+    Feed {
+        backlog: VecDeque<Arc<WatchEvent>>,
+        rx: broadcast::Receiver<Arc<WatchEvent>>,
+        prefix: String,
+    },
+    /// From a task that reads a remote watch (etcd) and forwards its events; the task ends when
+    /// this stream is dropped.
+    Channel(tokio::sync::mpsc::Receiver<Result<Arc<WatchEvent>, StoreError>>),
 }
 
 impl WatchStream {
+    /// A stream fed by a task through `rx`; the task sends an error as its last item to end the
+    /// stream with it, or closes the channel when the store closed.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn from_channel(
+        rx: tokio::sync::mpsc::Receiver<Result<Arc<WatchEvent>, StoreError>>,
+    ) -> Self {
+        WatchStream {
+            inner: Inner::Channel(rx),
+        }
+    }
+
     /// The next change, `None` when the store closed, or [`StoreError::Lagged`] when this
     /// watcher fell behind (the client must re-list).
     pub async fn next(&mut self) -> Option<Result<Arc<WatchEvent>, StoreError>> {
-        if let Some(e) = self.backlog.pop_front() {
+        let (backlog, rx, prefix) = match &mut self.inner {
+            Inner::Channel(rx) => return rx.recv().await,
+            Inner::Feed {
+                backlog,
+                rx,
+                prefix,
+            } => (backlog, rx, prefix),
+        };
+        if let Some(e) = backlog.pop_front() {
             return Some(Ok(e));
         }
         loop {
-            match self.rx.recv().await {
+            match rx.recv().await {
                 // The channel was subscribed under the feed's lock together with taking the
                 // backlog, so it carries only events the backlog does not.
-                Ok(e) if e.key.starts_with(&self.prefix) => return Some(Ok(e)),
+                Ok(e) if e.key.starts_with(prefix.as_str()) => return Some(Ok(e)),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     return Some(Err(StoreError::Lagged));
