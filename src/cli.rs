@@ -456,15 +456,17 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     watch_client_ca(client_ca_file.clone(), x509.clone());
 
     let store: Arc<dyn Store> = args.storage.open(&args.data_dir, true).await?;
-    bootstrap_namespaces(store.as_ref()).await?;
-    crate::rbac::bootstrap(store.as_ref())
-        .await
-        .context("creating the bootstrap RBAC policy")?;
-    let rbac = Arc::new(
+    let rbac = until_store_answers(|| async {
+        bootstrap_namespaces(store.as_ref()).await?;
+        crate::rbac::bootstrap(store.as_ref())
+            .await
+            .context("creating the bootstrap RBAC policy")?;
         crate::rbac::Rbac::load_from(store.as_ref(), args.rbac_manifests.clone())
             .await
-            .context("loading RBAC")?,
-    );
+            .context("loading RBAC")
+    })
+    .await?;
+    let rbac = Arc::new(rbac);
     rbac.watch_manifests(store.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -512,6 +514,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             Ok(())
         });
     }
+    crate::replica::spawn(store.clone(), rbac.clone(), tokens.clone(), stop_rx.clone());
     let state = AppState::new(server::State {
         audit: audit.clone(),
         policies,
@@ -868,6 +871,34 @@ fn build_tokens(args: &ServeArgs) -> Result<crate::server::tokens::Tokens> {
         audiences,
         args.token_cache_ttl,
     ))
+}
+
+/// Runs `start` until it succeeds, retrying while the store cannot be reached (as
+/// kube-apiserver waits for etcd at start); any other failure ends start-up with its error.
+async fn until_store_answers<T, F, Fut>(start: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match start().await {
+            Ok(v) => return Ok(v),
+            Err(e)
+                if e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<StoreError>(),
+                        Some(StoreError::Unavailable(_))
+                    )
+                }) =>
+            {
+                tracing::warn!(error = %format!("{e:#}"), "storage unavailable at start; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The namespaces kube-apiserver creates at start.

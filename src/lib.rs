@@ -19,6 +19,7 @@ pub mod pki;
 pub mod policies;
 pub mod rbac;
 pub mod reload;
+pub mod replica;
 pub mod server;
 pub mod storage;
 pub mod table;

@@ -33,6 +33,9 @@ pub struct Rbac {
     current: ArcSwap<Authorizer>,
     rebuild: tokio::sync::Mutex<()>,
     manifests: Option<PathBuf>,
+    /// The store revision the snapshot in force was read at: every RBAC write at or below it
+    /// is in the snapshot.
+    built_at: std::sync::atomic::AtomicU64,
 }
 
 impl Rbac {
@@ -48,6 +51,7 @@ impl Rbac {
             current: ArcSwap::from_pointee(Authorizer::new()),
             rebuild: tokio::sync::Mutex::new(()),
             manifests,
+            built_at: std::sync::atomic::AtomicU64::new(0),
         };
         rbac.refresh(store).await?;
         Ok(rbac)
@@ -89,18 +93,53 @@ impl Rbac {
     /// Re-reads every RBAC object and swaps in a new snapshot. On failure the old snapshot stays.
     pub async fn refresh(&self, store: &dyn Store) -> Result<()> {
         let _guard = self.rebuild.lock().await;
-        let policy = match &self.manifests {
-            Some(path) => crate::offline::load(&crate::offline::Manifests {
-                files: vec![path.clone()],
-                no_bootstrap: false,
-            })?,
-            None => read_policy(store).await?,
+        let (policy, at) = match &self.manifests {
+            Some(path) => (
+                crate::offline::load(&crate::offline::Manifests {
+                    files: vec![path.clone()],
+                    no_bootstrap: false,
+                })?,
+                0,
+            ),
+            None => {
+                // All four kinds read at one revision, so the snapshot is one moment's policy.
+                let at = store
+                    .revision()
+                    .await
+                    .context("reading the store revision")?;
+                (read_policy_at(store, at).await?, at)
+            }
         };
         let snapshot = Snapshot::build(&policy);
-        tracing::debug!(bindings = snapshot.binding_count(), "RBAC snapshot rebuilt");
+        tracing::debug!(
+            bindings = snapshot.binding_count(),
+            revision = at,
+            "RBAC snapshot rebuilt"
+        );
         self.current
             .store(Arc::new(Authorizer::with_rbac(Arc::new(snapshot))));
+        self.built_at
+            .fetch_max(at, std::sync::atomic::Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Rebuilds the snapshot unless it already includes the store's change at `revision` (a
+    /// change this replica made and rebuilt for, or one an earlier rebuild picked up).
+    pub async fn refresh_for(&self, store: &dyn Store, revision: u64) -> Result<()> {
+        if self.manifests.is_some() || self.built_at() >= revision {
+            return Ok(());
+        }
+        self.refresh(store).await
+    }
+
+    /// The store revision the snapshot in force was read at (0 for manifests).
+    pub fn built_at(&self) -> u64 {
+        self.built_at.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether RBAC comes from `--rbac-manifests` rather than the store.
+    pub fn from_manifests(&self) -> bool {
+        self.manifests.is_some()
     }
 
     /// Called after a write to an RBAC object (or a namespace): aggregates ClusterRoles when a
@@ -116,11 +155,15 @@ impl Rbac {
 }
 
 async fn list_all(store: &dyn Store, plural: &str) -> Result<Vec<KeyValue>> {
+    list_all_at(store, plural, 0).await
+}
+
+async fn list_all_at(store: &dyn Store, plural: &str, at: u64) -> Result<Vec<KeyValue>> {
     let resource = registry::lookup("rbac.authorization.k8s.io", "v1", plural)
         .with_context(|| format!("{plural} are not registered"))?;
     let all = |_: &KeyValue| true;
     Ok(store
-        .list(&resource.key_prefix(None), None, 0, 0, &all)
+        .list(&resource.key_prefix(None), None, 0, at, &all)
         .await
         .with_context(|| format!("listing {plural}"))?
         .items)
@@ -142,11 +185,16 @@ fn parse_all<T: serde::de::DeserializeOwned>(items: &[KeyValue]) -> Vec<T> {
 
 /// Reads every RBAC object of the store.
 pub async fn read_policy(store: &dyn Store) -> Result<Policy> {
+    read_policy_at(store, 0).await
+}
+
+/// Reads every RBAC object of the store as of revision `at` (0: the latest).
+async fn read_policy_at(store: &dyn Store, at: u64) -> Result<Policy> {
     Ok(Policy {
-        cluster_roles: parse_all(&list_all(store, "clusterroles").await?),
-        roles: parse_all(&list_all(store, "roles").await?),
-        cluster_role_bindings: parse_all(&list_all(store, "clusterrolebindings").await?),
-        role_bindings: parse_all(&list_all(store, "rolebindings").await?),
+        cluster_roles: parse_all(&list_all_at(store, "clusterroles", at).await?),
+        roles: parse_all(&list_all_at(store, "roles", at).await?),
+        cluster_role_bindings: parse_all(&list_all_at(store, "clusterrolebindings", at).await?),
+        role_bindings: parse_all(&list_all_at(store, "rolebindings", at).await?),
     })
 }
 
@@ -193,52 +241,54 @@ pub async fn bootstrap(store: &dyn Store) -> Result<()> {
             .with_context(|| format!("{plural} are not registered"))?;
         for wanted in objects {
             let name = wanted["metadata"]["name"].as_str().unwrap_or_default();
-            let key = resource.key(None, name);
-            match store.get(&key).await? {
-                None => {
-                    let mut obj = wanted.clone();
-                    obj["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
-                    obj["metadata"]["creationTimestamp"] = now.clone().into();
-                    match store
-                        .txn(vec![TxnOp::Create {
-                            key,
-                            value: serde_json::to_vec(&obj)?,
-                        }])
-                        .await
-                    {
-                        Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
-                        Err(e) => {
-                            return Err(e).with_context(|| format!("creating {plural} `{name}`"));
-                        }
-                    }
-                }
-                Some(kv) => {
-                    let current: Value = serde_json::from_slice(&kv.value)?;
-                    // Only an explicit "false" opts out, as upstream.
-                    if current["metadata"]["annotations"][AUTOUPDATE] == "false" {
-                        continue;
-                    }
-                    if let Some(updated) = reconcile(&current, wanted) {
-                        match store
-                            .txn(vec![TxnOp::Update {
-                                key,
-                                value: serde_json::to_vec(&updated)?,
-                                expect: Some(kv.mod_revision),
-                            }])
-                            .await
-                        {
-                            Ok(_) | Err(StoreError::Conflict { .. }) => {}
-                            Err(e) => {
-                                return Err(e)
-                                    .with_context(|| format!("reconciling {plural} `{name}`"));
-                            }
-                        }
-                    }
-                }
-            }
+            ensure(store, &resource.key(None, name), wanted, &now)
+                .await
+                .with_context(|| format!("bootstrapping {plural} `{name}`"))?;
         }
     }
     aggregate(store).await
+}
+
+/// Creates one bootstrap object, or adds what it lacks. Safe with several replicas starting at
+/// once: every write is guarded (create if absent, update at the revision read), and a write
+/// that lost a race starts over from what is stored now, so nothing is duplicated or lost.
+async fn ensure(store: &dyn Store, key: &str, wanted: &Value, now: &str) -> Result<()> {
+    for _attempt in 0..8 {
+        let Some(kv) = store.get(key).await? else {
+            let mut obj = wanted.clone();
+            obj["metadata"]["uid"] = uuid::Uuid::new_v4().to_string().into();
+            obj["metadata"]["creationTimestamp"] = now.into();
+            let op = TxnOp::Create {
+                key: key.to_owned(),
+                value: serde_json::to_vec(&obj)?,
+            };
+            match store.txn(vec![op]).await {
+                Ok(_) => return Ok(()),
+                // Another replica created it first: reconcile what it wrote.
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let current: Value = serde_json::from_slice(&kv.value)?;
+        // Only an explicit "false" opts out, as upstream.
+        if current["metadata"]["annotations"][AUTOUPDATE] == "false" {
+            return Ok(());
+        }
+        let Some(updated) = reconcile(&current, wanted) else {
+            return Ok(());
+        };
+        let op = TxnOp::Update {
+            key: key.to_owned(),
+            value: serde_json::to_vec(&updated)?,
+            expect: Some(kv.mod_revision),
+        };
+        match store.txn(vec![op]).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("kept meeting concurrent writes")
 }
 
 /// A ClusterRole of portcullis' own bootstrap policy granting `post` on `paths`.

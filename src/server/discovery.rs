@@ -87,7 +87,11 @@ async fn livez(RawQuery(q): RawQuery) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let storage = state.store.revision().await.is_ok();
+    // As kube-apiserver's etcd readiness check, bounded (--etcd-readycheck-timeout's 2 s).
+    let storage = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.store.revision()).await,
+        Ok(Ok(_))
+    );
     let running = !*state.shutdown.borrow();
     let audit = match state.audit.ready() {
         Ok(()) => true,
