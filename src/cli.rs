@@ -514,7 +514,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             Ok(())
         });
     }
-    crate::replica::spawn(store.clone(), rbac.clone(), tokens.clone(), stop_rx.clone());
+    if store.shared() {
+        crate::replica::spawn(store.clone(), rbac.clone(), tokens.clone(), stop_rx.clone());
+    }
     let state = AppState::new(server::State {
         audit: audit.clone(),
         policies,

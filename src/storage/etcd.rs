@@ -608,6 +608,10 @@ impl Store for EtcdStore {
         Ok(revision(resp.header().map(|h| h.revision()).unwrap_or(0)))
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         Ok(())
     }

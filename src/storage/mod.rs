@@ -195,6 +195,13 @@ pub trait Store: Send + Sync + 'static {
     /// The current revision.
     async fn revision(&self) -> Result<u64, StoreError>;
 
+    /// Whether other processes (gateway replicas) may write to this store, so a gateway must
+    /// follow its changes to keep its snapshots current. A store only this process writes to
+    /// (embedded) answers false: its writers refresh the snapshots themselves.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Flushes and closes; later calls may fail.
     async fn close(&self) -> Result<(), StoreError>;
 }
