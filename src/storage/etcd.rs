@@ -33,6 +33,8 @@ use super::{
 
 /// The root of the store's own keys.
 const ROOT: &str = "/registry";
+/// The compactor's bookkeeping key, as kube-apiserver names it (outside every prefix).
+const COMPACT_KEY: &str = "compact_rev_key";
 /// Keys read per range request while listing.
 const LIST_BATCH: i64 = 256;
 /// The largest response accepted from etcd (a list batch of large objects).
@@ -227,10 +229,14 @@ impl EtcdStore {
     /// revision seen one interval earlier. Replicas coordinate through the `compact_rev_key` key,
     /// which one of them wins per interval by a compare-and-swap on its version, so the cluster
     /// is compacted once per interval however many gateways share it.
+    ///
+    /// The key sits at the root of etcd's key space, where kube-apiserver keeps it, not under
+    /// `--etcd-prefix`: compaction is cluster-wide, so gateways under different prefixes (and a
+    /// kube-apiserver) share one schedule, and the key never shows up among the store's keys.
     pub fn spawn_compactor(&self, interval: Duration) {
         let store = self.clone();
         tokio::spawn(async move {
-            let key = format!("{}/compact_rev_key", store.prefix);
+            let key = COMPACT_KEY;
             let mut last_version = 0i64;
             let mut pending: Option<u64> = None;
             loop {
@@ -239,17 +245,9 @@ impl EtcdStore {
                     continue;
                 };
                 let txn = Txn::new()
-                    .when([Compare::version(
-                        key.as_str(),
-                        CompareOp::Equal,
-                        last_version,
-                    )])
-                    .and_then([etcd_client::TxnOp::put(
-                        key.as_str(),
-                        current.to_string(),
-                        None,
-                    )])
-                    .or_else([etcd_client::TxnOp::get(key.as_str(), None)]);
+                    .when([Compare::version(key, CompareOp::Equal, last_version)])
+                    .and_then([etcd_client::TxnOp::put(key, current.to_string(), None)])
+                    .or_else([etcd_client::TxnOp::get(key, None)]);
                 let mut kv = store.kv_client();
                 let Ok(resp) = store.call("the compactor's swap", kv.txn(txn)).await else {
                     continue;

@@ -423,3 +423,60 @@ async fn create_retrying(store: &EtcdStore, key: &str) {
         attempt += 1;
     }
 }
+
+#[tokio::test]
+async fn etcd_compactor_compacts_history_without_writing_under_the_store_keys() {
+    let etcd = Etcd::start(1);
+    let a = connect(EtcdConfig::new(etcd.endpoints())).await;
+    // A second gateway under another prefix shares the cluster, and so its compaction.
+    let b = connect(EtcdConfig {
+        prefix: "/other".into(),
+        ..EtcdConfig::new(etcd.endpoints())
+    })
+    .await;
+    let old = a
+        .txn(vec![put("/registry/pods/ns/a", "1")])
+        .await
+        .unwrap()
+        .revision;
+    let mut w = a.watch("/registry/", old).await.unwrap();
+    let mut wb = b.watch("/registry/", old).await.unwrap();
+    a.spawn_compactor(Duration::from_millis(200));
+    b.spawn_compactor(Duration::from_millis(200));
+
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    loop {
+        match a.list("/registry/", None, 0, old - 1, &all).await {
+            Err(StoreError::Gone { .. }) => break,
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "the compactor never compacted");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+    // Neither store sees the compactor's bookkeeping among its keys or in its watch.
+    for s in [&a, &b] {
+        let listed = s.list("/registry/", None, 0, 0, &all).await.unwrap();
+        let expected: &[&str] = if std::ptr::eq(s, &a) {
+            &["/registry/pods/ns/a"]
+        } else {
+            &[]
+        };
+        assert_eq!(keys(&listed.items), expected);
+    }
+    let r = a
+        .txn(vec![put("/registry/pods/ns/b", "2")])
+        .await
+        .unwrap()
+        .revision;
+    let e = next(&mut w).await;
+    assert_eq!((e.key.as_str(), e.revision), ("/registry/pods/ns/b", r));
+    let r = b
+        .txn(vec![put("/registry/pods/ns/c", "3")])
+        .await
+        .unwrap()
+        .revision;
+    let e = next(&mut wb).await;
+    assert_eq!((e.key.as_str(), e.revision), ("/registry/pods/ns/c", r));
+}
