@@ -21,5 +21,6 @@ pub mod rbac;
 pub mod reload;
 pub mod server;
 pub mod storage;
+pub mod store_cli;
 pub mod table;
 pub mod tls;
