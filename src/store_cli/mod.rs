@@ -56,10 +56,6 @@ pub struct ExportArgs {
     #[arg(long, default_value = "portcullis-data", value_name = "DIR")]
     pub data_dir: PathBuf,
 
-    /// The store to read.
-    #[command(flatten)]
-    pub storage: StorageArgs,
-
     /// Where to write the export (`-`: standard output). A file is written beside its final
     /// name and renamed into place when complete.
     #[arg(short = 'o', long, default_value = "-", value_name = "FILE")]
@@ -68,6 +64,10 @@ pub struct ExportArgs {
     /// Gzip the output (implied by an output name ending in `.gz`).
     #[arg(long)]
     pub gzip: bool,
+
+    /// The store to read (last, so that its help heading comes last).
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// `portcullis store import`.
@@ -81,10 +81,6 @@ pub struct ImportArgs {
     #[arg(long, default_value = "portcullis-data", value_name = "DIR")]
     pub data_dir: PathBuf,
 
-    /// The store to write.
-    #[command(flatten)]
-    pub storage: StorageArgs,
-
     /// Import into a store that already holds objects: keys in the file replace the stored
     /// ones, other stored keys stay.
     #[arg(long)]
@@ -97,6 +93,10 @@ pub struct ImportArgs {
     /// Refuse files with more objects than this.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_objects: usize,
+
+    /// The store to write (last, so that its help heading comes last).
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// Runs `portcullis store ...`; returns the exit code.
