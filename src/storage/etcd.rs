@@ -191,6 +191,14 @@ impl EtcdStore {
         })
     }
 
+    /// A KV client that accepts answers up to [`MAX_RESPONSE`]: a list batch of large objects,
+    /// or the previous values a prefix delete returns, easily pass gRPC's default of 4 MiB.
+    fn kv_client(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE)
+    }
+
     /// Runs one etcd call within the request timeout.
     async fn call<T>(
         &self,
@@ -209,7 +217,7 @@ impl EtcdStore {
     /// Compacts etcd's history up to `revision` (what kube-apiserver's compactor does every
     /// `--etcd-compaction-interval`). Watches and continue tokens older than it get 410 Gone.
     pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv_client();
         self.call("a compaction", kv.compact(signed(revision)?, None))
             .await
             .map(drop)
@@ -242,7 +250,7 @@ impl EtcdStore {
                         None,
                     )])
                     .or_else([etcd_client::TxnOp::get(key.as_str(), None)]);
-                let mut kv = store.client.kv_client();
+                let mut kv = store.kv_client();
                 let Ok(resp) = store.call("the compactor's swap", kv.txn(txn)).await else {
                     continue;
                 };
@@ -274,10 +282,7 @@ impl EtcdStore {
         limit: i64,
         at: i64,
     ) -> Result<etcd_client::GetResponse, StoreError> {
-        let mut kv = self
-            .client
-            .kv_client()
-            .max_decoding_message_size(MAX_RESPONSE);
+        let mut kv = self.kv_client();
         let options = GetOptions::new()
             .with_range(end.to_vec())
             .with_limit(limit)
@@ -329,6 +334,11 @@ fn classify(e: etcd_client::Error) -> StoreError {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
             StoreError::Unavailable(e.to_string())
         }
+        // A connection that broke under a call (a member died) reaches us as a status with
+        // code Unknown and the transport failure as its source.
+        etcd_client::Error::GRpcStatus(s) if broken_connection(s) => {
+            StoreError::Unavailable(s.message().to_owned())
+        }
         etcd_client::Error::GRpcStatus(s) => match s.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 StoreError::Unavailable(s.message().to_owned())
@@ -351,6 +361,18 @@ fn classify(e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// Whether a status came from a failed connection rather than from etcd.
+fn broken_connection(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<hyper::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// What one guarded op requires of its key.
 enum Guard {
     Absent,
@@ -360,10 +382,7 @@ enum Guard {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self
-            .client
-            .kv_client()
-            .max_decoding_message_size(MAX_RESPONSE);
+        let mut kv = self.kv_client();
         let resp = self
             .call("a read", kv.get(self.etcd_key(key), None))
             .await?;
@@ -391,10 +410,15 @@ impl Store for EtcdStore {
         };
         let mut at = signed(at)?;
         let mut items = Vec::new();
+        let mut batch = 0;
         loop {
-            let batch = if limit > 0 {
+            // Read one more than the page needs (to learn whether more follow); when the filter
+            // rejected keys, double the read each time (as kube-apiserver does) so that a sparse
+            // selector scans in full batches rather than a few keys per round trip.
+            batch = if limit > 0 {
                 i64::try_from(limit - items.len() + 1)
                     .unwrap_or(LIST_BATCH)
+                    .max(batch * 2)
                     .min(LIST_BATCH)
             } else {
                 LIST_BATCH
@@ -498,7 +522,7 @@ impl Store for EtcdStore {
             .map(|(k, _)| etcd_client::TxnOp::get(self.etcd_key(k), None))
             .collect();
         let txn = Txn::new().when(compares).and_then(then).or_else(otherwise);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv_client();
         let resp = self.call("a transaction", kv.txn(txn)).await?;
         let rev = revision(resp.header().map(|h| h.revision()).unwrap_or(0));
         let responses = resp.op_responses();
@@ -596,7 +620,7 @@ impl Store for EtcdStore {
     }
 
     async fn revision(&self) -> Result<u64, StoreError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv_client();
         // A read of one key that never exists: the header carries the store revision.
         let key = format!("{}/", self.prefix);
         let resp = self
@@ -644,7 +668,12 @@ async fn forward(
             .with_prefix()
             .with_prev_key()
             .with_start_revision(start);
-        let mut client = store.client.watch_client();
+        // One response carries every event of a revision with its previous value, so a large
+        // prefix delete makes a response as large as the objects it deleted.
+        let mut client = store
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE);
         let opened = tokio::select! {
             r = tokio::time::timeout(store.timeout, client.watch(prefix.as_str(), Some(options))) => r,
             () = tx.closed() => return,

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod etcd;
 pub mod ldap;
 
 use std::io::{BufRead, BufReader};
