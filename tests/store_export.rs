@@ -625,7 +625,11 @@ fn large_objects_move_to_etcd_over_tls_and_bookkeeping_keys_stay_out() {
     assert!(portcullis_ok(&args).starts_with("imported 3 objects"));
 
     // What the compactor of a gateway on this etcd writes, next to the objects.
-    etcd_put_over_tls(&etcd, "/registry/compact_rev_key", "3");
+    etcd_json(
+        &etcd,
+        "/v3/kv/put",
+        serde_json::json!({"key": b64(b"/registry/compact_rev_key"), "value": b64(b"3")}),
+    );
 
     let mut args = vec!["store", "export"];
     args.extend(flags);
@@ -643,27 +647,148 @@ fn large_objects_move_to_etcd_over_tls_and_bookkeeping_keys_stay_out() {
     );
 }
 
-/// Puts one key through etcd's JSON gateway (`/v3/kv/put`), presenting the client certificate.
+/// Calls etcd's JSON gateway (`/v3/kv/put`, `/v3/kv/range`) on the first member, presenting
+/// the client certificate when the cluster has TLS; returns the response body.
 #[cfg(feature = "etcd")]
-fn etcd_put_over_tls(etcd: &common::etcd::Etcd, key: &str, value: &str) {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let (ca, cert, client_key) = etcd.tls_files().unwrap();
-    let mut pem = std::fs::read(cert).unwrap();
-    pem.extend(std::fs::read(client_key).unwrap());
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
-    let url = format!("{}/v3/kv/put", etcd.endpoints()[0]);
-    let body = serde_json::json!({"key": b64(key), "value": b64(value)});
+fn etcd_json(etcd: &common::etcd::Etcd, path: &str, body: Value) -> Value {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    if let Some((ca, cert, client_key)) = etcd.tls_files() {
+        let mut pem = std::fs::read(cert).unwrap();
+        pem.extend(std::fs::read(client_key).unwrap());
+        builder = builder
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap(),
+            )
+            .identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    let client = builder.build().unwrap();
+    let url = format!("{}{path}", etcd.endpoints()[0]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let status =
-        runtime.block_on(async { client.post(url).json(&body).send().await.unwrap().status() });
-    assert!(status.is_success(), "etcd put: {status}");
+    runtime.block_on(async {
+        let response = client.post(url).json(&body).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "etcd {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    })
+}
+
+#[cfg(feature = "etcd")]
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(feature = "etcd")]
+fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// An export of etcd reads every page at the first page's revision: while imports keep
+/// rewriting all objects, each export equals what etcd held at the revision its header names
+/// (read back through etcd's own range API at that revision).
+#[cfg(feature = "etcd")]
+#[test]
+fn an_etcd_export_reads_every_page_at_one_revision_while_writes_go_on() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use common::etcd::Etcd;
+
+    const OBJECTS: usize = 1_200;
+    let etcd = Etcd::start(1);
+    let servers = etcd.servers_flag();
+    let flags: Vec<String> = ["--storage-backend", "etcd3", "--etcd-servers", &servers]
+        .map(String::from)
+        .to_vec();
+    let work = tempfile::tempdir().unwrap();
+    let generation = move |dir: &Path, g: usize| -> std::path::PathBuf {
+        let mut lines = vec![header()];
+        lines.extend((0..OBJECTS).map(|i| {
+            format!(
+                r#"{{"key":"/registry/configmaps/default/cm-{i:04}","object":{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"cm-{i:04}","namespace":"default"}},"data":{{"generation":"{g}"}}}}}}"#
+            )
+        }));
+        lines.push(end(OBJECTS));
+        let file = dir.join(format!("generation-{g}.jsonl"));
+        std::fs::write(&file, joined(&lines)).unwrap();
+        file
+    };
+    let import_generation = |flags: &[String], file: &Path, overwrite: bool| {
+        let mut args: Vec<&str> = vec!["store", "import"];
+        args.extend(flags.iter().map(String::as_str));
+        if overwrite {
+            args.push("--overwrite");
+        }
+        args.push(file.to_str().unwrap());
+        portcullis_ok(&args);
+    };
+    import_generation(&flags, &generation(work.path(), 0), false);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, flags, dir) = (stop.clone(), flags.clone(), work.path().to_owned());
+        std::thread::spawn(move || {
+            let mut g = 1;
+            while !stop.load(Ordering::Relaxed) {
+                import_generation(&flags, &generation(&dir, g), true);
+                g += 1;
+            }
+            g - 1
+        })
+    };
+    for round in 0..16 {
+        let mut args: Vec<&str> = vec!["store", "export"];
+        args.extend(flags.iter().map(String::as_str));
+        let out = portcullis_ok(&args);
+        let header: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        let lines = object_lines(&out);
+        assert_eq!(lines.len(), OBJECTS);
+        let revision = header["revision"].as_u64().unwrap();
+        let exported: Vec<(String, Value)> = lines
+            .iter()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (v["key"].as_str().unwrap().to_owned(), v["object"].clone())
+            })
+            .collect();
+        let prefix = b"/registry/configmaps/";
+        let mut end = prefix.to_vec();
+        *end.last_mut().unwrap() += 1;
+        let range = etcd_json(
+            &etcd,
+            "/v3/kv/range",
+            serde_json::json!({"key": b64(prefix), "range_end": b64(&end), "revision": revision}),
+        );
+        let at_revision: Vec<(String, Value)> = range["kvs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8(unb64(kv["key"].as_str().unwrap())).unwrap();
+                let value = serde_json::from_slice(&unb64(kv["value"].as_str().unwrap())).unwrap();
+                (key, value)
+            })
+            .collect();
+        let differing = exported
+            .iter()
+            .zip(&at_revision)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            exported.len() == at_revision.len() && differing == 0,
+            "export {round} is not etcd's state at its revision {revision}: {differing} objects differ"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written >= 1, "no import ran alongside the exports");
 }
