@@ -152,6 +152,14 @@ fn a_backup_restores_into_a_fresh_data_directory_with_the_same_uids_and_data() {
         "{stderr}"
     );
 
+    // Import too, after checking the file.
+    let (ok, stderr) = import(&data, joined(&valid_export(1)).as_bytes(), &["--overwrite"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("in use, most likely by a running gateway"),
+        "{stderr}"
+    );
+
     assert!(gw.terminate().success());
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("backup.jsonl");

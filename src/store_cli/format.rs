@@ -448,10 +448,11 @@ fn validate(line: usize, parsed: Line) -> Result<Record, String> {
         ));
     }
     let segments: Vec<&str> = rest.split('/').collect();
+    // As kube-apiserver's path segment rule: no `.`, `..`, or `%` (nor `/`, the separator).
     if segments.len() < 2
         || segments
             .iter()
-            .any(|s| s.is_empty() || *s == "." || *s == "..")
+            .any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains('%'))
     {
         return Err(format!(
             "key `{key}` is not an object key (`{ROOT}<resource>/[<namespace>/]<name>`)"

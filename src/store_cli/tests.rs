@@ -109,6 +109,10 @@ fn refuses_key_object_mismatches() {
             "not an object key",
         ),
         (
+            r#"{"key":"/registry/configmaps/team/a%2Fb","object":{}}"#,
+            "not an object key",
+        ),
+        (
             r#"{"key":"/registry/configmaps/team/app","object":[1]}"#,
             "not a JSON object",
         ),
