@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use flate2::write::GzEncoder;
 
 use super::format::{self, ROOT};
-use super::{EMBEDDED_FILE, ExportArgs, counts, describe, open};
+use super::{EMBEDDED_FILE, ExportArgs, PAGE, counts, describe, open};
 use crate::storage::flags::Backend;
 use crate::storage::{KeyValue, Store, StoreError};
 
@@ -166,6 +166,3 @@ fn partial_path(path: &Path) -> PathBuf {
         .unwrap_or_else(|| "export".to_owned());
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
-
-/// Objects read per list call.
-const PAGE: usize = 500;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::format::{ExportReader, ROOT, resource_of};
-use super::{ImportArgs, counts, describe, open};
+use super::{ImportArgs, PAGE, counts, describe, open};
 use crate::storage::{KeyValue, Store, TxnOp};
 
 /// Runs the import; returns the exit code.
@@ -176,7 +176,7 @@ async fn existing_keys(store: &dyn Store) -> Result<(HashSet<String>, BTreeMap<S
     let mut at = 0;
     loop {
         let page = store
-            .list(ROOT, start_after.as_deref(), 1000, at, &only_objects)
+            .list(ROOT, start_after.as_deref(), PAGE, at, &only_objects)
             .await?;
         at = page.revision;
         for kv in &page.items {

@@ -159,6 +159,9 @@ fn counts(by_resource: &std::collections::BTreeMap<String, usize>) -> String {
         .join(", ")
 }
 
+/// Objects read per list call: a page is held in memory, and etcd objects may be up to 1.5 MiB.
+const PAGE: usize = 100;
+
 /// The embedded store's file in the data directory.
 const EMBEDDED_FILE: &str = "store.redb";
 
