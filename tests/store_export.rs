@@ -180,6 +180,15 @@ fn a_backup_restores_into_a_fresh_data_directory_with_the_same_uids_and_data() {
         "{}",
         text(&out.stderr)
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "the export holds Secrets: owner-only, not {mode:o}"
+        );
+    }
     let exported = std::fs::read_to_string(&file).unwrap();
     let header: Value = serde_json::from_str(exported.lines().next().unwrap()).unwrap();
     assert_eq!(header["kind"], "PortcullisStoreExport");

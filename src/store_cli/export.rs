@@ -1,7 +1,6 @@
 //! `portcullis store export`: pages through `/registry/` at one revision and streams lines out.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -67,8 +66,14 @@ struct Summary {
 /// never leaves a file under the final name.
 async fn write_file(store: &dyn Store, path: &Path, gzip: bool) -> Result<Summary> {
     let partial = partial_path(path);
-    let mut file =
-        File::create_new(&partial).with_context(|| format!("creating `{}`", partial.display()))?;
+    // The export holds Secrets: readable by its owner only, as the data directory's keys are.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&partial)
+        .with_context(|| format!("creating `{}`", partial.display()))?;
     let result = async {
         let summary = write_to(store, &mut file, gzip).await?;
         file.sync_all()

@@ -57,7 +57,8 @@ pub struct ExportArgs {
     pub data_dir: PathBuf,
 
     /// Where to write the export (`-`: standard output). A file is written beside its final
-    /// name and renamed into place when complete.
+    /// name and renamed into place when complete, readable by its owner only (the export holds
+    /// Secrets).
     #[arg(short = 'o', long, default_value = "-", value_name = "FILE")]
     pub output: PathBuf,
 
