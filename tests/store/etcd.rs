@@ -480,3 +480,36 @@ async fn etcd_compactor_compacts_history_without_writing_under_the_store_keys() 
     let e = next(&mut wb).await;
     assert_eq!((e.key.as_str(), e.revision), ("/registry/pods/ns/c", r));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_store_works_when_a_member_is_down_from_the_start() {
+    let mut etcd = Etcd::start(3);
+    tokio::task::block_in_place(|| {
+        etcd.kill_member(0);
+        // Should it have led, the others elect a leader first: that wait is not under test.
+        etcd.wait_healthy();
+    });
+    let store = connect(EtcdConfig {
+        request_timeout: Duration::from_secs(2),
+        dial_timeout: Duration::from_millis(500),
+        ..EtcdConfig::new(etcd.endpoints())
+    })
+    .await;
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        let key = format!("/registry/pods/down/k{i:02}");
+        if let Err(e) = store.txn(vec![put(&key, "v")]).await {
+            failures.push(format!("txn {i}: {e}"));
+        }
+        if let Err(e) = store.get(&key).await {
+            failures.push(format!("get {i}: {e}"));
+        }
+        if let Err(e) = store.list("/registry/pods/down/", None, 0, 0, &all).await {
+            failures.push(format!("list {i}: {e}"));
+        }
+        if let Err(e) = store.watch("/registry/pods/down/", 0).await {
+            failures.push(format!("watch {i}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
