@@ -603,8 +603,9 @@ fn objects_move_from_the_embedded_store_to_etcd_and_back() {
 }
 
 /// Over TLS with client certificates: objects too large to share one etcd request (its limit is
-/// 1.5 MiB) go in transactions of their own; etcd's `compact_rev_key` bookkeeping under the
-/// prefix is not exported.
+/// 1.5 MiB) go in transactions of their own; a key under the prefix that is not an object key
+/// (`compact_rev_key`, where gateways before the compactor moved it to etcd's root kept it) is
+/// not exported.
 #[cfg(feature = "etcd")]
 #[test]
 fn large_objects_move_to_etcd_over_tls_and_bookkeeping_keys_stay_out() {
@@ -641,7 +642,7 @@ fn large_objects_move_to_etcd_over_tls_and_bookkeeping_keys_stay_out() {
     args.push(file.to_str().unwrap());
     assert!(portcullis_ok(&args).starts_with("imported 3 objects"));
 
-    // What the compactor of a gateway on this etcd writes, next to the objects.
+    // What the compactor of an earlier gateway wrote next to the objects.
     etcd_json(
         &etcd,
         "/v3/kv/put",

@@ -294,7 +294,8 @@ impl<R: BufRead> ExportReader<R> {
 }
 
 /// The resource label of a storage key, for summaries; `None` for keys that are not objects
-/// (outside [`ROOT`], or a single segment under it such as etcd's `compact_rev_key`).
+/// (outside [`ROOT`], or a single segment under it, such as the `compact_rev_key` that
+/// gateways before the compactor moved it to etcd's root kept there).
 pub fn resource_of(key: &str) -> Option<String> {
     let rest = key.strip_prefix(ROOT)?;
     if !rest.contains('/') {
