@@ -68,6 +68,13 @@ pub enum Command {
     /// Read an audit trail: check its hash chain, filter its events.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
+    /// Back up, restore and migrate the stored objects: `store export`, `store import`.
+    ///
+    /// Example, embedded store to etcd: stop the gateway, then `portcullis store export
+    /// -o backup.jsonl.gz` and `portcullis store import --storage-backend etcd3 --etcd-servers
+    /// https://etcd-0:2379 ... backup.jsonl.gz`.
+    #[command(subcommand)]
+    Store(crate::store_cli::StoreCommand),
 }
 
 /// `portcullis policy`.
@@ -369,6 +376,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::WhoCan(args) => crate::offline::who_can(&args),
         Command::Policy(PolicyCommand::Verify(args)) => crate::gator::run(&args),
         Command::Audit(command) => crate::audit_cli::run(&command),
+        Command::Store(command) => crate::store_cli::run(&command),
         Command::WebhookConfig(WebhookConfig::Authz(args)) => {
             print!("{}", webhook_config(&args, WebhookKind::Authz)?);
             Ok(0)

@@ -22,5 +22,6 @@ pub mod reload;
 pub mod replica;
 pub mod server;
 pub mod storage;
+pub mod store_cli;
 pub mod table;
 pub mod tls;

@@ -39,6 +39,10 @@ const COMPACT_KEY: &str = "compact_rev_key";
 const LIST_BATCH: i64 = 256;
 /// The largest response accepted from etcd (a list batch of large objects).
 const MAX_RESPONSE: usize = 256 * 1024 * 1024;
+/// The first pause before a call that could not reach a member is sent again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// The longest pause between such retries.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// Events a watcher may have buffered before the forwarding task waits for it.
 const WATCH_BUFFER: usize = 1024;
 
@@ -201,28 +205,52 @@ impl EtcdStore {
             .max_decoding_message_size(MAX_RESPONSE)
     }
 
-    /// Runs one etcd call within the request timeout.
-    async fn call<T>(
-        &self,
-        what: &str,
-        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, f).await {
+    /// Runs one KV call (`f` makes it on a fresh client) within the request timeout.
+    ///
+    /// The client balances calls over the members at random and does not skip one that is
+    /// down: a call sent its way fails to connect. Such a call never left this process, so it
+    /// is made again, on whichever member the balancer picks next, until the timeout; without
+    /// that, one member of three down failed a third of all calls although the cluster served.
+    async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut(etcd_client::KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut unreached = None;
+        let attempts = async {
+            let mut backoff = RETRY_BACKOFF;
+            loop {
+                match f(self.kv_client()).await {
+                    Err(e) if never_sent(&e) => {
+                        unreached = Some(e);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+                    }
+                    r => return r,
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(r) => r.map_err(classify),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "etcd did not answer {what} within {:?}",
-                self.timeout
-            ))),
+            Err(_) => {
+                let mut message = format!("etcd did not answer {what} within {:?}", self.timeout);
+                if let Some(e) = unreached {
+                    message.push_str(&format!("; a member was unreachable: {}", classify(e)));
+                }
+                Err(StoreError::Unavailable(message))
+            }
         }
     }
 
     /// Compacts etcd's history up to `revision` (what kube-apiserver's compactor does every
     /// `--etcd-compaction-interval`). Watches and continue tokens older than it get 410 Gone.
     pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
-        let mut kv = self.kv_client();
-        self.call("a compaction", kv.compact(signed(revision)?, None))
-            .await
-            .map(drop)
+        let revision = signed(revision)?;
+        self.call("a compaction", |mut kv| async move {
+            kv.compact(revision, None).await
+        })
+        .await
+        .map(drop)
     }
 
     /// Runs kube-apiserver's compactor until the process ends: every `interval`, compacts to the
@@ -248,8 +276,11 @@ impl EtcdStore {
                     .when([Compare::version(key, CompareOp::Equal, last_version)])
                     .and_then([etcd_client::TxnOp::put(key, current.to_string(), None)])
                     .or_else([etcd_client::TxnOp::get(key, None)]);
-                let mut kv = store.kv_client();
-                let Ok(resp) = store.call("the compactor's swap", kv.txn(txn)).await else {
+                let swap = store.call("the compactor's swap", |mut kv| {
+                    let txn = txn.clone();
+                    async move { kv.txn(txn).await }
+                });
+                let Ok(resp) = swap.await else {
                     continue;
                 };
                 if !resp.succeeded() {
@@ -280,13 +311,15 @@ impl EtcdStore {
         limit: i64,
         at: i64,
     ) -> Result<etcd_client::GetResponse, StoreError> {
-        let mut kv = self.kv_client();
         let options = GetOptions::new()
             .with_range(end.to_vec())
             .with_limit(limit)
             .with_revision(at);
-        self.call("a range read", kv.get(start, Some(options)))
-            .await
+        self.call("a range read", |mut kv| {
+            let options = options.clone();
+            async move { kv.get(start, Some(options)).await }
+        })
+        .await
     }
 }
 
@@ -371,6 +404,22 @@ fn broken_connection(status: &tonic::Status) -> bool {
     false
 }
 
+/// Whether a call failed to connect to its member, so that it never left this process and can
+/// be sent again whatever it was.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = e else {
+        return false;
+    };
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// What one guarded op requires of its key.
 enum Guard {
     Absent,
@@ -380,9 +429,12 @@ enum Guard {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.kv_client();
+        let key = self.etcd_key(key);
         let resp = self
-            .call("a read", kv.get(self.etcd_key(key), None))
+            .call("a read", |mut kv| {
+                let key = key.clone();
+                async move { kv.get(key, None).await }
+            })
             .await?;
         resp.kvs().first().map(|kv| self.kv(kv)).transpose()
     }
@@ -520,8 +572,12 @@ impl Store for EtcdStore {
             .map(|(k, _)| etcd_client::TxnOp::get(self.etcd_key(k), None))
             .collect();
         let txn = Txn::new().when(compares).and_then(then).or_else(otherwise);
-        let mut kv = self.kv_client();
-        let resp = self.call("a transaction", kv.txn(txn)).await?;
+        let resp = self
+            .call("a transaction", |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         let rev = revision(resp.header().map(|h| h.revision()).unwrap_or(0));
         let responses = resp.op_responses();
         if !resp.succeeded() {
@@ -618,14 +674,13 @@ impl Store for EtcdStore {
     }
 
     async fn revision(&self) -> Result<u64, StoreError> {
-        let mut kv = self.kv_client();
         // A read of one key that never exists: the header carries the store revision.
         let key = format!("{}/", self.prefix);
         let resp = self
-            .call(
-                "a revision read",
-                kv.get(key, Some(GetOptions::new().with_count_only())),
-            )
+            .call("a revision read", |mut kv| {
+                let key = key.clone();
+                async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
             .await?;
         Ok(revision(resp.header().map(|h| h.revision()).unwrap_or(0)))
     }
@@ -653,6 +708,8 @@ async fn forward(
     ready: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 ) {
     let mut ready = Some(ready);
+    // Until the watch is created, `Store::watch` waits; it gets an answer by this deadline.
+    let open_deadline = tokio::time::Instant::now() + store.timeout;
     let mut backoff = Duration::from_millis(50);
     // The last revision delivered and the keys delivered at it: a revision's events may span
     // several responses, so a reopened watch starts at that revision and skips what was sent.
@@ -683,13 +740,22 @@ async fn forward(
         let mut stream = match opened {
             Ok(Ok(s)) => s,
             failed => {
+                // A member that could not be reached never saw the request: try another, as
+                // unary calls do, while the caller still waits.
+                let retry = matches!(&failed, Ok(Err(e)) if never_sent(e))
+                    && tokio::time::Instant::now() < open_deadline;
                 let e = match failed {
                     Ok(Err(e)) => classify(e),
                     _ => StoreError::Unavailable("etcd did not open the watch in time".into()),
                 };
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(e));
-                    return;
+                if let Some(waiting) = ready.take() {
+                    if !retry {
+                        let _ = waiting.send(Err(e));
+                        return;
+                    }
+                    ready = Some(waiting);
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
                 }
                 tracing::warn!(error = %e, %prefix, "etcd watch lost; reopening");
                 tokio::select! {
@@ -704,6 +770,14 @@ async fn forward(
             let message = tokio::select! {
                 m = stream.message() => m,
                 () = tx.closed() => return,
+                () = tokio::time::sleep_until(open_deadline), if ready.is_some() => {
+                    if let Some(waiting) = ready.take() {
+                        let _ = waiting.send(Err(StoreError::Unavailable(
+                            "etcd did not confirm the watch in time".into(),
+                        )));
+                    }
+                    return;
+                }
             };
             let response = match message {
                 Ok(Some(r)) => r,

@@ -129,6 +129,19 @@ impl Etcd {
         }
     }
 
+    /// Waits until every running member is healthy (after a kill, until the others elected a
+    /// leader if the killed one led).
+    pub fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        for m in &mut self.members {
+            if m.child.is_some()
+                && let Err(e) = m.wait_healthy(deadline)
+            {
+                panic!("{e}");
+            }
+        }
+    }
+
     /// The temporary directory holding every member's data and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()

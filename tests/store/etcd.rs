@@ -480,3 +480,101 @@ async fn etcd_compactor_compacts_history_without_writing_under_the_store_keys() 
     let e = next(&mut wb).await;
     assert_eq!((e.key.as_str(), e.revision), ("/registry/pods/ns/c", r));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_store_works_when_a_member_is_down_from_the_start() {
+    let mut etcd = Etcd::start(3);
+    tokio::task::block_in_place(|| {
+        etcd.kill_member(0);
+        // Should it have led, the others elect a leader first: that wait is not under test.
+        etcd.wait_healthy();
+    });
+    let store = connect(EtcdConfig {
+        request_timeout: Duration::from_secs(2),
+        dial_timeout: Duration::from_millis(500),
+        ..EtcdConfig::new(etcd.endpoints())
+    })
+    .await;
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        let key = format!("/registry/pods/down/k{i:02}");
+        if let Err(e) = store.txn(vec![put(&key, "v")]).await {
+            failures.push(format!("txn {i}: {e}"));
+        }
+        if let Err(e) = store.get(&key).await {
+            failures.push(format!("get {i}: {e}"));
+        }
+        if let Err(e) = store.list("/registry/pods/down/", None, 0, 0, &all).await {
+            failures.push(format!("list {i}: {e}"));
+        }
+        if let Err(e) = store.watch("/registry/pods/down/", 0).await {
+            failures.push(format!("watch {i}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_cluster_without_quorum_is_unavailable_until_a_member_returns() {
+    let mut etcd = Etcd::start(3);
+    let store = connect(EtcdConfig {
+        request_timeout: Duration::from_secs(1),
+        dial_timeout: Duration::from_millis(500),
+        ..EtcdConfig::new(etcd.endpoints())
+    })
+    .await;
+    let p = "/registry/pods/quorum/";
+    let before = store
+        .txn(vec![put(&format!("{p}a"), "1")])
+        .await
+        .unwrap()
+        .revision;
+    let mut w = store.watch(p, before).await.unwrap();
+
+    // One member is left: it accepts connections but cannot answer writes or linearizable
+    // reads, so each call runs into the request timeout.
+    tokio::task::block_in_place(|| {
+        etcd.kill_member(1);
+        etcd.kill_member(2);
+    });
+    let bound = Duration::from_secs(20);
+    let txn = tokio::time::timeout(bound, store.txn(vec![put(&format!("{p}maybe"), "1")])).await;
+    assert!(
+        matches!(txn, Ok(Err(StoreError::Unavailable(_)))),
+        "{txn:?}"
+    );
+    let get = tokio::time::timeout(bound, store.get(&format!("{p}a"))).await;
+    assert!(
+        matches!(get, Ok(Err(StoreError::Unavailable(_)))),
+        "{get:?}"
+    );
+    let list = tokio::time::timeout(bound, store.list(p, None, 0, 0, &all)).await;
+    assert!(
+        matches!(list, Ok(Err(StoreError::Unavailable(_)))),
+        "{:?}",
+        list.map(|r| r.map(|page| page.items.len()))
+    );
+
+    tokio::task::block_in_place(|| etcd.restart_member(2));
+    create_retrying(&store, &format!("{p}b")).await;
+    // The watch saw nothing it should not have, and then `b`, once.
+    let mut seen = Vec::new();
+    loop {
+        let e = next(&mut w).await;
+        seen.push((e.key.clone(), e.revision));
+        if e.key.ends_with("/b") {
+            break;
+        }
+    }
+    let revisions: Vec<u64> = seen.iter().map(|s| s.1).collect();
+    assert_eq!(
+        revisions,
+        (before + 1..=before + seen.len() as u64).collect::<Vec<_>>(),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(k, _)| k.ends_with("/b") || k.ends_with("/maybe")),
+        "{seen:?}"
+    );
+}
