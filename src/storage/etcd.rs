@@ -777,7 +777,25 @@ async fn forward(
             };
             let response = match message {
                 Ok(Some(r)) => r,
-                Ok(None) | Err(_) => break,
+                Ok(None) => break,
+                Err(e) => match classify(e) {
+                    // The member went away or the connection broke: reopen elsewhere.
+                    StoreError::Unavailable(_) => break,
+                    // Anything else would fail the same way on every reopen (a response too
+                    // large to decode, a permission etcd refuses): end the stream with it rather
+                    // than retry forever while the watcher hears nothing.
+                    e => {
+                        match ready.take() {
+                            Some(waiting) => {
+                                let _ = waiting.send(Err(e));
+                            }
+                            None => {
+                                let _ = tx.send(Err(e)).await;
+                            }
+                        }
+                        return;
+                    }
+                },
             };
             if response.created()
                 && let Some(ready) = ready.take()
