@@ -15,6 +15,11 @@
 //!
 //! Keys: the store's keys start with `/registry/`; that root is replaced by `--etcd-prefix`
 //! (default `/registry`, as kube-apiserver's), so a gateway can share a cluster under another root.
+//!
+//! Limits the embedded store does not have: etcd refuses a transaction of more than
+//! `--max-txn-ops` operations (128 by default) and one that writes the same key twice; both fail
+//! as [`StoreError::Backend`] and change nothing. Callers that build a transaction per listed
+//! object (a delete of a collection) must stay under the first.
 
 use std::path::PathBuf;
 use std::sync::Arc;
