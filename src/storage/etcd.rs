@@ -15,6 +15,11 @@
 //!
 //! Keys: the store's keys start with `/registry/`; that root is replaced by `--etcd-prefix`
 //! (default `/registry`, as kube-apiserver's), so a gateway can share a cluster under another root.
+//!
+//! Limits the embedded store does not have: etcd refuses a transaction of more than
+//! `--max-txn-ops` operations (128 by default) and one that writes the same key twice; both fail
+//! as [`StoreError::Backend`] and change nothing. Callers that build a transaction per listed
+//! object (a delete of a collection) must stay under the first.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -781,7 +786,25 @@ async fn forward(
             };
             let response = match message {
                 Ok(Some(r)) => r,
-                Ok(None) | Err(_) => break,
+                Ok(None) => break,
+                Err(e) => match classify(e) {
+                    // The member went away or the connection broke: reopen elsewhere.
+                    StoreError::Unavailable(_) => break,
+                    // Anything else would fail the same way on every reopen (a response too
+                    // large to decode, a permission etcd refuses): end the stream with it rather
+                    // than retry forever while the watcher hears nothing.
+                    e => {
+                        match ready.take() {
+                            Some(waiting) => {
+                                let _ = waiting.send(Err(e));
+                            }
+                            None => {
+                                let _ = tx.send(Err(e)).await;
+                            }
+                        }
+                        return;
+                    }
+                },
             };
             if response.created()
                 && let Some(ready) = ready.take()

@@ -94,6 +94,16 @@ impl Etcd {
         }
     }
 
+    /// Stops member `i` with SIGTERM, as a rolling restart does, and waits for it to exit.
+    pub fn terminate_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if let Some(mut child) = m.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts member `i` again on its data directory and ports and waits until it is healthy.
     pub fn restart_member(&mut self, i: usize) {
         assert!(

@@ -344,6 +344,17 @@ async fn etcd_outage_is_unavailable_and_the_store_recovers_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_watch_delivers_every_event_once_in_order_while_each_member_is_killed() {
+    watch_outlives_each_member(Etcd::kill_member).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watch_delivers_every_event_once_in_order_while_each_member_is_restarted() {
+    watch_outlives_each_member(Etcd::terminate_member).await;
+}
+
+/// Stops each member of three in turn with `stop` while writing, restarts it, and checks that
+/// a watch opened before saw every write exactly once, in order.
+async fn watch_outlives_each_member(stop: fn(&mut Etcd, usize)) {
     let mut etcd = Etcd::start(3);
     let store = connect(EtcdConfig {
         request_timeout: Duration::from_secs(2),
@@ -373,7 +384,7 @@ async fn etcd_watch_delivers_every_event_once_in_order_while_each_member_is_kill
     for member in 0..3 {
         for phase in ["killed", "back"] {
             if phase == "killed" {
-                tokio::task::block_in_place(|| etcd.kill_member(member));
+                tokio::task::block_in_place(|| stop(&mut etcd, member));
             } else {
                 tokio::task::block_in_place(|| etcd.restart_member(member));
             }
