@@ -484,3 +484,50 @@ fn killing_etcd_members_loses_no_acknowledged_write_and_a_dead_cluster_gives_503
         }
     });
 }
+
+#[test]
+fn a_collection_larger_than_an_etcd_transaction_is_deleted() {
+    // etcd refuses transactions of more than 128 operations; deletecollection must not need one.
+    let etcd = Etcd::start(1);
+    let gw = start(None, &etcd_flags(&etcd));
+    let client = gw.admin_client();
+    let url = gw.url.clone();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut creates = Vec::new();
+        for i in 0..300 {
+            let (client, url) = (client.clone(), url.clone());
+            creates.push(tokio::spawn(async move {
+                let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}"), "labels": {"batch": "x"}}});
+                client
+                    .post(format!("{url}/api/v1/namespaces/default/configmaps"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        for c in creates {
+            assert_eq!(c.await.unwrap(), 201);
+        }
+        let r = client
+            .delete(format!(
+                "{url}/api/v1/namespaces/default/configmaps?labelSelector=batch%3Dx"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let deleted: Value = r.json().await.unwrap();
+        assert_eq!(deleted["items"].as_array().unwrap().len(), 300);
+        let left: Value = client
+            .get(format!("{url}/api/v1/namespaces/default/configmaps"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(left["items"].as_array().unwrap().len(), 0, "{left}");
+    });
+}

@@ -936,6 +936,9 @@ fn deleted_response(ctx: &Ctx, obj: Value) -> Response {
     }
 }
 
+/// Deletes per transaction in `deletecollection` (etcd allows 128 operations per transaction).
+const DELETE_CHUNK: usize = 100;
+
 async fn delete_collection(ctx: &Ctx, headers: &HeaderMap) -> ApiResult {
     let _ = headers;
     let dry_run = ctx.dry_run()?;
@@ -957,12 +960,34 @@ async fn delete_collection(ctx: &Ctx, headers: &HeaderMap) -> ApiResult {
     let revision = if dry_run || ops.is_empty() {
         ctx.state.store.revision().await.map_err(store_error)?
     } else {
-        ctx.state
-            .store
-            .txn(ops)
-            .await
-            .map_err(store_error)?
-            .revision
+        // As kube-apiserver, the collection goes item by item rather than in one transaction
+        // (etcd refuses transactions of more than 128 operations): chunks of guarded deletes,
+        // and a chunk that met a concurrent change is redone one item at a time, where an
+        // item already gone is fine.
+        let mut revision = 0;
+        for chunk in ops.chunks(DELETE_CHUNK) {
+            match ctx.state.store.txn(chunk.to_vec()).await {
+                Ok(r) => revision = revision.max(r.revision),
+                Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {
+                    for op in chunk {
+                        let TxnOp::Delete { key, .. } = op else {
+                            continue;
+                        };
+                        let one = TxnOp::Delete {
+                            key: key.clone(),
+                            expect: None,
+                        };
+                        match ctx.state.store.txn(vec![one]).await {
+                            Ok(r) => revision = revision.max(r.revision),
+                            Err(StoreError::NotFound(_)) => {}
+                            Err(e) => return Err(store_error(e).into()),
+                        }
+                    }
+                }
+                Err(e) => return Err(store_error(e).into()),
+            }
+        }
+        revision
     };
     Ok(object_response(
         StatusCode::OK,
