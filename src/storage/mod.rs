@@ -129,12 +129,13 @@ pub enum StoreError {
         /// The revision the key has.
         actual: u64,
     },
-    /// A watch asked for history the store no longer holds.
-    #[error("too old resource version: {requested} ({oldest})")]
+    /// A watch (or a paged list) asked for history the store no longer holds.
+    #[error("{}", gone_message(*requested, *oldest))]
     Gone {
         /// Revision asked for.
         requested: u64,
-        /// Oldest revision still available.
+        /// Oldest revision still available, 0 when the backend does not say (etcd's error
+        /// names no revision).
         oldest: u64,
     },
     /// A watch asked for a revision in the future.
@@ -158,6 +159,16 @@ pub enum StoreError {
     /// The backend failed.
     #[error("storage backend error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// kube-apiserver's messages for a too old resourceVersion: its watch cache names the oldest
+/// revision it holds; without one, etcd's watcher's words.
+fn gone_message(requested: u64, oldest: u64) -> String {
+    if oldest > 0 {
+        format!("too old resource version: {requested} ({oldest})")
+    } else {
+        "The resourceVersion for the provided watch is too old.".to_owned()
+    }
 }
 
 /// A key filter applied while listing (label and field selectors are evaluated here).
