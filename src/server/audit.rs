@@ -423,7 +423,10 @@ fn status_json(status: &Status) -> Option<Value> {
 
 fn set_audit_id(response: &mut Response, record: &Record) {
     let id = record.lock().event.audit_id.clone();
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(mut v) = HeaderValue::from_str(&id) {
+        // Unique per response: HPACK must not index it, or every response evicts and re-adds
+        // a dynamic-table entry (and walks the chain of earlier IDs) for nothing.
+        v.set_sensitive(true);
         response.headers_mut().insert(AUDIT_ID_HEADER, v);
     }
 }
