@@ -1,0 +1,244 @@
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use portcullis_api::UserInfo;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::MAX_LINE_BYTES;
+use crate::event::{AuditId, AuthenticationMetadata, ObjectReference, ResponseStatus};
+use crate::policy::{Level, Stage};
+
+/// What `serde_json` writes for `event` once the writer has put `seq:000…0` in its chain
+/// annotation.
+fn serde_line(event: &Event, seq: u64) -> Vec<u8> {
+    let mut ev = event.clone();
+    ev.annotations.insert(
+        CHAIN_ANNOTATION.to_owned(),
+        format!("{seq}:{}", "0".repeat(HASH_HEX_LEN)),
+    );
+    serde_json::to_vec(&ev).unwrap()
+}
+
+fn our_line(event: &Event, seq: u64) -> Vec<u8> {
+    let line = EventLine::from(event);
+    let (encoded, truncated) = line.fitting(seq).unwrap();
+    assert!(!truncated);
+    let mut out = b"before".to_vec();
+    let hex_start = encoded.write_with_placeholder(seq, &mut out);
+    assert_eq!(&out[hex_start..hex_start + HASH_HEX_LEN], &[b'0'; 64]);
+    assert_eq!(&out[..6], b"before");
+    out.split_off(6)
+}
+
+fn full_event() -> Event {
+    let mut ev = Event::new(
+        &AuditId::parse(b"a-1").unwrap(),
+        Level::RequestResponse,
+        Stage::ResponseComplete,
+        Timestamp::from_second(1_700_000_000).unwrap(),
+    );
+    ev.stage_timestamp = MicroTime::new(Timestamp::new(1_700_000_001, 123_456_789).unwrap());
+    ev.request_uri = "/api/v1/namespaces/default/pods?x=\"y\"&z=\\".into();
+    ev.verb = "create".into();
+    ev.user = UserInfo {
+        username: "jane".into(),
+        uid: "u\u{1}".into(),
+        groups: vec!["system:authenticated".into(), "dev\n".into()],
+        extra: BTreeMap::from([("k".into(), vec!["v".into()])]),
+    };
+    ev.impersonated_user = Some(UserInfo {
+        username: "bob".into(),
+        ..UserInfo::default()
+    });
+    ev.authentication_metadata = Some(AuthenticationMetadata {
+        impersonation_constraint: "impersonate:user-info".into(),
+    });
+    ev.source_ips = vec!["10.0.0.1".into(), "127.0.0.1".into()];
+    ev.user_agent = "kubectl/v1.33 (ünïcode) \t".into();
+    ev.object_ref = Some(ObjectReference {
+        resource: "pods".into(),
+        namespace: "default".into(),
+        name: "web".into(),
+        uid: "1234".into(),
+        api_version: "v1".into(),
+        resource_version: "7".into(),
+        ..ObjectReference::default()
+    });
+    ev.response_status = Some(ResponseStatus::from_code(201));
+    ev.request_object = Some(json!({"kind": "Pod", "metadata": {"name": "web"}}));
+    ev.response_object = Some(json!({"kind": "Pod", "n": 1.5, "list": [null, true]}));
+    ev.annotations = BTreeMap::from([
+        ("authorization.k8s.io/decision".into(), "allow".into()),
+        ("zz/after".into(), "\"quoted\"".into()),
+    ]);
+    ev
+}
+
+#[test]
+fn encodes_exactly_what_serde_json_writes() {
+    let ev = full_event();
+    for seq in [0, 7, 10, 12_345, u64::MAX] {
+        assert_eq!(
+            String::from_utf8(our_line(&ev, seq)).unwrap(),
+            String::from_utf8(serde_line(&ev, seq)).unwrap()
+        );
+    }
+    let bare = Event::new(
+        &AuditId::parse(b"b").unwrap(),
+        Level::Metadata,
+        Stage::RequestReceived,
+        Timestamp::from_second(0).unwrap(),
+    );
+    assert_eq!(our_line(&bare, 0), serde_line(&bare, 0));
+}
+
+#[test]
+fn replaces_a_chain_annotation_already_present() {
+    let mut ev = full_event();
+    ev.annotations
+        .insert(CHAIN_ANNOTATION.to_owned(), "3:abc".to_owned());
+    assert_eq!(our_line(&ev, 9), serde_line(&ev, 9));
+}
+
+#[test]
+fn audit_id_is_read_from_the_line() {
+    let ev = full_event();
+    assert_eq!(EventLine::from(&ev).audit_id(), "a-1");
+}
+
+#[test]
+fn a_line_that_might_not_fit_carries_its_form_without_bodies() {
+    let mut ev = full_event();
+    ev.request_object = Some(json!({"data": "x".repeat(MAX_LINE_BYTES)}));
+    let line = EventLine::from(&ev);
+    let (encoded, truncated) = line.fitting(0).unwrap();
+    assert!(truncated);
+    let mut out = Vec::new();
+    encoded.write_with_placeholder(0, &mut out);
+    let mut bare = ev.clone();
+    bare.truncate_bodies();
+    assert_eq!(out, serde_line(&bare, 0));
+}
+
+#[test]
+fn micro_time_matches_display_at_the_edges() {
+    for (secs, nanos) in [
+        (0, 0),
+        (951_782_400, 999_999_000), // 2000-02-29
+        (4_107_542_400, 1_000),     // 2100-03-01
+        (253_402_207_199, 999_999_000),
+        (253_402_207_200, 0),
+        (-1, 0),
+        (-62_135_596_800, 0),
+    ] {
+        let t = MicroTime::new(Timestamp::new(secs, nanos).unwrap());
+        let mut out = Vec::new();
+        write_micro_time(&mut out, t);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            t.to_string(),
+            "{secs}.{nanos}"
+        );
+    }
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z:/.-]{0,12}",
+        any::<String>(),
+        Just(CHAIN_ANNOTATION.to_owned()),
+        Just("portcullis.dev/audit-chaim".to_owned()),
+        Just("portcullis.dev/audit-chain0".to_owned()),
+    ]
+}
+
+fn user() -> impl Strategy<Value = UserInfo> {
+    (
+        text(),
+        text(),
+        prop::collection::vec(text(), 0..3),
+        prop::collection::btree_map(text(), prop::collection::vec(text(), 0..2), 0..2),
+    )
+        .prop_map(|(username, uid, groups, extra)| UserInfo {
+            username,
+            uid,
+            groups,
+            extra,
+        })
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    (
+        (text(), text(), text(), user(), prop::option::of(user())),
+        (
+            prop::collection::vec(text(), 0..3),
+            text(),
+            prop::option::of((text(), text(), text())),
+            prop::option::of((any::<u16>(), text())),
+            prop::option::of(text()),
+        ),
+        (
+            -377_705_023_201i64..=253_402_207_200i64,
+            0..1_000_000_000i32,
+            prop::collection::btree_map(text(), text(), 0..4),
+            0..4usize,
+            0..4usize,
+        ),
+    )
+        .prop_map(
+            |(
+                (audit_id, request_uri, verb, user, impersonated),
+                (source_ips, user_agent, object, status, body),
+                (secs, nanos, annotations, level, stage),
+            )| {
+                let at = Timestamp::new(secs, nanos).unwrap();
+                let mut ev = Event::new(
+                    &AuditId::generate(),
+                    Level::ALL[level],
+                    Stage::ALL[stage],
+                    at,
+                );
+                ev.audit_id = audit_id;
+                ev.request_uri = request_uri;
+                ev.verb = verb;
+                ev.user = user;
+                ev.impersonated_user = impersonated;
+                ev.source_ips = source_ips;
+                ev.user_agent = user_agent;
+                ev.object_ref = object.map(|(resource, namespace, name)| ObjectReference {
+                    resource,
+                    namespace,
+                    name,
+                    ..ObjectReference::default()
+                });
+                ev.response_status = status.map(|(code, message)| ResponseStatus {
+                    message,
+                    ..ResponseStatus::from_code(code)
+                });
+                ev.request_object = body.map(|b| json!({"b": b}));
+                ev.stage_timestamp = MicroTime::new(Timestamp::from_second(secs / 2).unwrap());
+                ev.annotations = annotations;
+                ev
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn encoder_agrees_with_serde_json(ev in event(), seq in any::<u64>()) {
+        prop_assert_eq!(our_line(&ev, seq), serde_line(&ev, seq));
+    }
+
+    #[test]
+    fn micro_time_agrees_with_display(
+        secs in -377_705_023_201i64..=253_402_207_200i64,
+        nanos in 0..1_000_000_000i32,
+    ) {
+        let t = MicroTime::new(Timestamp::new(secs, nanos).unwrap());
+        let mut out = Vec::new();
+        write_micro_time(&mut out, t);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), t.to_string());
+    }
+}
