@@ -35,9 +35,10 @@ use axum::response::Response;
 use futures_util::FutureExt;
 use jiff::Timestamp;
 use portcullis_api::{RequestInfo, Status, UserInfo};
+use portcullis_audit::event::EventLine;
 use portcullis_audit::log::{LogBackend, Mode, WriteError};
 use portcullis_audit::policy::{AuditConfig, Level, PolicyEvaluator, RequestAttributes, Stage};
-use portcullis_audit::{AuditId, Event, WebhookBackend};
+use portcullis_audit::{AuditId, Event, MicroTime, WebhookBackend};
 use serde_json::Value;
 
 use super::AppState;
@@ -131,17 +132,20 @@ impl Auditor {
         Ok(())
     }
 
-    /// Writes `event` to every backend; waits for it to be durable (fsynced, or acknowledged
+    /// What each backend needs of `event`: its serialised line for the log, a copy for the
+    /// webhook. Made while the record is locked; nothing is copied for a backend that is off.
+    fn outgoing(&self, event: &Event) -> Outgoing {
+        Outgoing {
+            line: self.log.as_ref().map(|_| EventLine::from(event)),
+            event: self.webhook.as_ref().map(|_| event.clone()),
+        }
+    }
+
+    /// Writes an event to every backend; waits for it to be durable (fsynced, or acknowledged
     /// by the webhook) in the blocking backends when `durable`.
-    async fn emit(&self, event: Event, durable: bool) -> Result<(), WriteError> {
+    async fn emit(&self, out: Outgoing, durable: bool) -> Result<(), WriteError> {
         let mut result = Ok(());
-        // A copy only when both backends need the event.
-        let (for_webhook, for_log) = match (&self.webhook, &self.log) {
-            (Some(_), Some(_)) => (Some(event.clone()), Some(event)),
-            (Some(_), None) => (Some(event), None),
-            (None, _) => (None, Some(event)),
-        };
-        if let (Some(webhook), Some(event)) = (&self.webhook, for_webhook) {
+        if let (Some(webhook), Some(event)) = (&self.webhook, out.event) {
             match webhook.mode() {
                 Mode::Batch => {
                     webhook.try_enqueue(event);
@@ -150,14 +154,14 @@ impl Auditor {
                 _ => result = webhook.enqueue(event).await,
             }
         }
-        if let (Some(log), Some(event)) = (&self.log, for_log) {
+        if let (Some(log), Some(line)) = (&self.log, out.line) {
             let written = match log.mode() {
                 Mode::Batch => {
-                    log.try_enqueue(event);
+                    log.try_enqueue(line);
                     Ok(())
                 }
-                _ if durable => log.write(event).await.map(|_| ()),
-                _ => log.enqueue(event).await,
+                _ if durable => log.write(line).await.map(|_| ()),
+                _ => log.enqueue(line).await,
             };
             result = result.and(written);
         }
@@ -180,8 +184,17 @@ impl Auditor {
     }
 }
 
+/// An event on its way to the backends.
+struct Outgoing {
+    /// For the log backend.
+    line: Option<EventLine>,
+    /// For the webhook backend.
+    event: Option<Event>,
+}
+
 /// One request's audit record: the event being built and what the policy said. Shared by the
-/// layers through the request's extensions.
+/// layers through the request's extensions. The event is updated in place for each stage
+/// (stage, timestamp, response status) and serialised from there: never copied for the log.
 #[derive(Debug)]
 pub struct Record {
     state: Mutex<RecordState>,
@@ -452,7 +465,7 @@ async fn close(
     code: u16,
     response_body: Option<Value>,
 ) {
-    let (event, durable) = {
+    let (out, durable) = {
         let mut st = record.lock();
         // Authentication failed (or never ran): the policy decides without a user.
         let fallback = st.unauthenticated;
@@ -460,7 +473,9 @@ async fn close(
         if config.level == Level::None || !config.emits(stage) {
             return;
         }
-        let mut event = st.event.for_stage(stage, Timestamp::now());
+        let event = &mut st.event;
+        event.stage = stage;
+        event.stage_timestamp = MicroTime::new(Timestamp::now());
         event.response_status = Some(response_status(code, status));
         if let Some(body) = response_body {
             // uid and resourceVersion of the object answered, as upstream records them.
@@ -480,12 +495,12 @@ async fn close(
         }
         event.apply_level(&config);
         (
-            event,
+            auditor.outgoing(event),
             auditor.strict() || (st.mutating && auditor.blocking()),
         )
     };
-    let audit_id = event.audit_id.clone();
-    if let Err(e) = auditor.emit(event, durable).await {
+    if let Err(e) = auditor.emit(out, durable).await {
+        let audit_id = record.lock().event.audit_id.clone();
         tracing::error!(audit_id = %audit_id, error = %e, stage = stage.as_str(), "audit event not written");
         if durable {
             auditor.failing.store(true, Ordering::Relaxed);
@@ -561,13 +576,16 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         req
     };
     if config.emits(Stage::RequestReceived) {
-        let (event, durable) = {
-            let st = record.lock();
-            let mut event = st.event.clone();
-            event.apply_level(&config);
-            (event, auditor.strict() || (mutating && auditor.blocking()))
+        let (out, durable) = {
+            let mut st = record.lock();
+            // The event is at RequestReceived until the response: the level applies in place.
+            st.event.apply_level(&config);
+            (
+                auditor.outgoing(&st.event),
+                auditor.strict() || (mutating && auditor.blocking()),
+            )
         };
-        match auditor.emit(event, durable).await {
+        match auditor.emit(out, durable).await {
             Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),
             Ok(()) => {}
             Err(e) if durable => {
