@@ -516,32 +516,41 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
     let Some(record) = req.extensions().get::<Arc<Record>>().cloned() else {
         return next.run(req).await;
     };
-    let requester = req.extensions().get::<super::filters::Requester>().cloned();
-    let user = req.extensions().get::<UserInfo>().cloned();
-    let Some(info) = req.extensions().get::<RequestInfo>() else {
-        return next.run(req).await;
+    // Decided while the request's extensions are borrowed: the users are copied once, into
+    // the event, and only when the policy is known.
+    let decided = {
+        let ext = req.extensions();
+        let requester = ext.get::<super::filters::Requester>().map(|r| &r.0);
+        let user = ext.get::<UserInfo>();
+        ext.get::<RequestInfo>().map(|info| {
+            let requester_user = requester.or(user);
+            let config = auditor
+                .policy
+                .load()
+                .evaluate(&RequestAttributes::from_request_info(
+                    info,
+                    requester_user,
+                    req.uri().path(),
+                ));
+            let mut st = record.lock();
+            st.config = Some(config);
+            if let Some(u) = requester_user {
+                st.event.user = u.clone();
+            }
+            if let (Some(r), Some(u)) = (requester, user)
+                && r.username != u.username
+            {
+                st.event.impersonated_user = Some(u.clone());
+            }
+            (
+                config,
+                st.mutating,
+                matches!(info, RequestInfo::Resource(_)),
+            )
+        })
     };
-    let requester_user = requester.as_ref().map(|r| &r.0).or(user.as_ref());
-    let config = auditor
-        .policy
-        .load()
-        .evaluate(&RequestAttributes::from_request_info(
-            info,
-            requester_user,
-            req.uri().path(),
-        ));
-    let mutating = {
-        let mut st = record.lock();
-        st.config = Some(config);
-        if let Some(u) = requester_user {
-            st.event.user = u.clone();
-        }
-        if let (Some(r), Some(u)) = (&requester, &user)
-            && r.0.username != u.username
-        {
-            st.event.impersonated_user = Some(u.clone());
-        }
-        st.mutating
+    let Some((config, mutating, resource)) = decided else {
+        return next.run(req).await;
     };
     if config.level == Level::None {
         if mutating && auditor.failing.load(Ordering::Relaxed) {
@@ -550,7 +559,7 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         return next.run(req).await;
     }
     // The request body, for requestObject.
-    let req = if config.level >= Level::Request && matches!(info, RequestInfo::Resource(_)) {
+    let req = if config.level >= Level::Request && resource {
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
