@@ -254,10 +254,16 @@ pub(crate) fn to_hex(bytes: &[u8; 32]) -> String {
 /// Writes the lowercase hex digits of `bytes` into `out` (as many as fit).
 fn write_hex(bytes: &[u8; 32], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let nibbles = bytes.iter().flat_map(|b| [b >> 4, b & 0xf]);
-    for (slot, nibble) in out.iter_mut().zip(nibbles) {
-        if let Some(&d) = DIGITS.get(usize::from(nibble)) {
-            *slot = d;
+    let digit = |nibble: u8| {
+        DIGITS
+            .get(usize::from(nibble & 0xf))
+            .copied()
+            .unwrap_or(b'0')
+    };
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        if let [hi, lo] = pair {
+            *hi = digit(b >> 4);
+            *lo = digit(*b);
         }
     }
 }

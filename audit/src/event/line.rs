@@ -231,8 +231,43 @@ impl Encoded {
     }
 }
 
+/// A JSON string as `serde_json` writes it: copied as is when nothing in it needs escaping
+/// (the common case, checked eight bytes at a time), through `serde_json` otherwise.
 fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
-    s.serialize(&mut serde_json::Serializer::new(out))
+    if needs_escape(s.as_bytes()) {
+        return s.serialize(&mut serde_json::Serializer::new(out));
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+    Ok(())
+}
+
+/// Whether `bytes` holds a control character, `"` or `\\`: what JSON strings escape.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of `x` is zero / below 0x20 (exact as a yes-or-no answer; Hacker's Delight).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let has_control = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            return true;
+        };
+        let x = u64::from_ne_bytes(word);
+        if has_control(x)
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn decimal_len(mut n: u64) -> usize {
@@ -273,28 +308,30 @@ pub(crate) fn write_micro_time(out: &mut Vec<u8>, t: MicroTime) {
     }
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
-    let two = |n: i64, out: &mut Vec<u8>| {
-        out.push(b'0' + (n / 10 % 10) as u8);
-        out.push(b'0' + (n % 10) as u8);
-    };
-    two(y / 100, out);
-    two(y % 100, out);
-    out.push(b'-');
-    two(m, out);
-    out.push(b'-');
-    two(d, out);
-    out.push(b'T');
-    two(rem / 3600, out);
-    out.push(b':');
-    two(rem / 60 % 60, out);
-    out.push(b':');
-    two(rem % 60, out);
-    out.push(b'.');
     let micros = i64::from(nanos / 1000);
-    two(micros / 10_000, out);
-    two(micros / 100 % 100, out);
-    two(micros % 100, out);
-    out.push(b'Z');
+    // YYYY-MM-DDTHH:MM:SS.ffffffZ, filled in on the stack and copied once.
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    for (at, n) in [
+        (0, y / 100),
+        (2, y % 100),
+        (5, m),
+        (8, d),
+        (11, rem / 3600),
+        (14, rem / 60 % 60),
+        (17, rem % 60),
+        (20, micros / 10_000),
+        (22, micros / 100 % 100),
+        (24, micros % 100),
+    ] {
+        if let Some([hi, lo]) = text
+            .get_mut(at..at + 2)
+            .and_then(|p| <&mut [u8; 2]>::try_from(p).ok())
+        {
+            *hi = b'0' + (n / 10 % 10) as u8;
+            *lo = b'0' + (n % 10) as u8;
+        }
+    }
+    out.extend_from_slice(&text);
 }
 
 /// 10000-01-01T00:00:00Z: no later instant takes the fast path (jiff ends before it).

@@ -242,3 +242,25 @@ proptest! {
         prop_assert_eq!(String::from_utf8(out).unwrap(), t.to_string());
     }
 }
+
+#[test]
+fn needs_escape_finds_every_escaped_byte_at_every_position() {
+    for len in 0..20 {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                let mut bytes = vec![b'a'; len];
+                bytes[at] = b;
+                let naive = bytes.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+                assert_eq!(needs_escape(&bytes), naive, "byte {b:#x} at {at} of {len}");
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn needs_escape_agrees_with_a_byte_scan(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
+        let naive = bytes.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        prop_assert_eq!(needs_escape(&bytes), naive);
+    }
+}
