@@ -5,15 +5,16 @@
 //! by the caller instead (on the thread that built the event, which also frees it there), by a
 //! hand-written encoder that emits exactly the bytes `serde_json` writes for an [`Event`] whose
 //! annotations hold the chain key: the writer only copies the two halves around the chain
-//! value, hashes and writes. Nested values (`user`, `objectRef`, `responseStatus`, bodies)
-//! still go through `serde_json`; the tests compare the output with `serde_json`'s byte for
-//! byte.
+//! value, hashes and writes. Bodies and status details still go through `serde_json`; strings
+//! that need escaping too. The tests compare the output with `serde_json`'s byte for byte, on
+//! generated events.
 
 use std::ops::Range;
 
+use portcullis_api::UserInfo;
 use serde::Serialize;
 
-use super::{Event, MicroTime};
+use super::{Event, MicroTime, ObjectReference, ResponseStatus};
 use crate::chain::{CHAIN_ANNOTATION, ChainError, HASH_HEX_LEN, KEY_PATTERN};
 use crate::lines::MAX_LINE_BYTES;
 
@@ -145,24 +146,18 @@ impl Encoded {
         o.extend_from_slice(b",\"verb\":");
         write_str(o, &ev.verb)?;
         o.extend_from_slice(b",\"user\":");
-        serde_json::to_writer(&mut *o, &ev.user)?;
+        write_user(o, &ev.user)?;
         if let Some(u) = &ev.impersonated_user {
             o.extend_from_slice(b",\"impersonatedUser\":");
-            serde_json::to_writer(&mut *o, u)?;
+            write_user(o, u)?;
         }
         if let Some(m) = &ev.authentication_metadata {
             o.extend_from_slice(b",\"authenticationMetadata\":");
             serde_json::to_writer(&mut *o, m)?;
         }
         if !ev.source_ips.is_empty() {
-            o.extend_from_slice(b",\"sourceIPs\":[");
-            for (i, ip) in ev.source_ips.iter().enumerate() {
-                if i > 0 {
-                    o.push(b',');
-                }
-                write_str(o, ip)?;
-            }
-            o.push(b']');
+            o.extend_from_slice(b",\"sourceIPs\":");
+            write_str_list(o, &ev.source_ips)?;
         }
         if !ev.user_agent.is_empty() {
             o.extend_from_slice(b",\"userAgent\":");
@@ -170,11 +165,11 @@ impl Encoded {
         }
         if let Some(r) = &ev.object_ref {
             o.extend_from_slice(b",\"objectRef\":");
-            serde_json::to_writer(&mut *o, r)?;
+            write_object_ref(o, r)?;
         }
         if let Some(s) = &ev.response_status {
             o.extend_from_slice(b",\"responseStatus\":");
-            serde_json::to_writer(&mut *o, s)?;
+            write_response_status(o, s)?;
         }
         if let Some(b) = &ev.request_object {
             o.extend_from_slice(b",\"requestObject\":");
@@ -229,6 +224,125 @@ impl Encoded {
             truncated: None,
         })
     }
+}
+
+/// `user` / `impersonatedUser`, as `UserInfo`'s serde derive writes it.
+fn write_user(o: &mut Vec<u8>, u: &UserInfo) -> Result<(), serde_json::Error> {
+    let mut fields = Fields::new(o);
+    fields.str("username", &u.username)?;
+    fields.str("uid", &u.uid)?;
+    if !u.groups.is_empty() {
+        let o = fields.key("groups");
+        write_str_list(o, &u.groups)?;
+    }
+    if !u.extra.is_empty() {
+        let o = fields.key("extra");
+        o.push(b'{');
+        for (i, (k, v)) in u.extra.iter().enumerate() {
+            if i > 0 {
+                o.push(b',');
+            }
+            write_str(o, k)?;
+            o.push(b':');
+            write_str_list(o, v)?;
+        }
+        o.push(b'}');
+    }
+    fields.end();
+    Ok(())
+}
+
+/// `objectRef`, as `ObjectReference`'s serde derive writes it.
+fn write_object_ref(o: &mut Vec<u8>, r: &ObjectReference) -> Result<(), serde_json::Error> {
+    let mut fields = Fields::new(o);
+    fields.str("resource", &r.resource)?;
+    fields.str("namespace", &r.namespace)?;
+    fields.str("name", &r.name)?;
+    fields.str("uid", &r.uid)?;
+    fields.str("apiGroup", &r.api_group)?;
+    fields.str("apiVersion", &r.api_version)?;
+    fields.str("resourceVersion", &r.resource_version)?;
+    fields.str("subresource", &r.subresource)?;
+    fields.end();
+    Ok(())
+}
+
+/// `responseStatus`, as `ResponseStatus`'s serde derive writes it.
+fn write_response_status(o: &mut Vec<u8>, s: &ResponseStatus) -> Result<(), serde_json::Error> {
+    o.extend_from_slice(b"{\"metadata\":");
+    if s.metadata.is_empty() {
+        o.extend_from_slice(b"{}");
+    } else {
+        serde_json::to_writer(&mut *o, &s.metadata)?;
+    }
+    let mut fields = Fields {
+        out: o,
+        first: false,
+    };
+    fields.str("status", &s.status)?;
+    fields.str("message", &s.message)?;
+    fields.str("reason", &s.reason)?;
+    if let Some(d) = &s.details {
+        serde_json::to_writer(&mut *fields.key("details"), d)?;
+    }
+    if s.code != 0 {
+        let o = fields.key("code");
+        if s.code < 0 {
+            o.push(b'-');
+        }
+        write_u64(u64::from(s.code.unsigned_abs()), o);
+    }
+    fields.end();
+    Ok(())
+}
+
+/// The fields of a JSON object, written one by one.
+struct Fields<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Fields { out, first: true }
+    }
+
+    /// Writes `"name":` (after a comma unless first) and returns the output for the value.
+    /// Names are plain ASCII field names: nothing to escape.
+    fn key(&mut self, name: &str) -> &mut Vec<u8> {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    /// A string field, left out when empty (`skip_serializing_if = "String::is_empty"`).
+    fn str(&mut self, name: &str, value: &str) -> Result<(), serde_json::Error> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        write_str(self.key(name), value)
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn write_str_list(o: &mut Vec<u8>, items: &[String]) -> Result<(), serde_json::Error> {
+    o.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            o.push(b',');
+        }
+        write_str(o, item)?;
+    }
+    o.push(b']');
+    Ok(())
 }
 
 /// A JSON string as `serde_json` writes it: copied as is when nothing in it needs escaping

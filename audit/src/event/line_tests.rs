@@ -66,7 +66,14 @@ fn full_event() -> Event {
         resource_version: "7".into(),
         ..ObjectReference::default()
     });
-    ev.response_status = Some(ResponseStatus::from_code(201));
+    ev.response_status = Some(ResponseStatus {
+        metadata: serde_json::from_value(json!({"resourceVersion": "9"})).unwrap(),
+        status: "Failure".into(),
+        message: "pods \"web\" already exists".into(),
+        reason: "AlreadyExists".into(),
+        details: Some(serde_json::from_value(json!({"name": "web", "kind": "pods"})).unwrap()),
+        code: 409,
+    });
     ev.request_object = Some(json!({"kind": "Pod", "metadata": {"name": "web"}}));
     ev.response_object = Some(json!({"kind": "Pod", "n": 1.5, "list": [null, true]}));
     ev.annotations = BTreeMap::from([
@@ -175,8 +182,8 @@ fn event() -> impl Strategy<Value = Event> {
         (
             prop::collection::vec(text(), 0..3),
             text(),
-            prop::option::of((text(), text(), text())),
-            prop::option::of((any::<u16>(), text())),
+            prop::option::of(prop::collection::vec(text(), 8)),
+            prop::option::of((any::<i32>(), text(), text(), any::<bool>())),
             prop::option::of(text()),
         ),
         (
@@ -207,16 +214,34 @@ fn event() -> impl Strategy<Value = Event> {
                 ev.impersonated_user = impersonated;
                 ev.source_ips = source_ips;
                 ev.user_agent = user_agent;
-                ev.object_ref = object.map(|(resource, namespace, name)| ObjectReference {
-                    resource,
-                    namespace,
-                    name,
-                    ..ObjectReference::default()
+                ev.object_ref = object.map(|f| ObjectReference {
+                    resource: f[0].clone(),
+                    namespace: f[1].clone(),
+                    name: f[2].clone(),
+                    uid: f[3].clone(),
+                    api_group: f[4].clone(),
+                    api_version: f[5].clone(),
+                    resource_version: f[6].clone(),
+                    subresource: f[7].clone(),
                 });
-                ev.response_status = status.map(|(code, message)| ResponseStatus {
-                    message,
-                    ..ResponseStatus::from_code(code)
-                });
+                ev.response_status =
+                    status.map(|(code, message, reason, details)| ResponseStatus {
+                        status: if code % 2 == 0 {
+                            "Failure".into()
+                        } else {
+                            String::new()
+                        },
+                        message,
+                        reason,
+                        details: details.then(|| {
+                            serde_json::from_value(
+                                json!({"name": "web", "kind": "pods", "causes": [{"field": "x", "reason": "r", "message": "m"}]}),
+                            )
+                            .unwrap()
+                        }),
+                        code,
+                        metadata: serde_json::Map::new(),
+                    });
                 ev.request_object = body.map(|b| json!({"b": b}));
                 ev.stage_timestamp = MicroTime::new(Timestamp::from_second(secs / 2).unwrap());
                 ev.annotations = annotations;
