@@ -137,7 +137,7 @@ impl Auditor {
     fn outgoing(&self, event: &Event) -> Outgoing {
         Outgoing {
             line: self.log.as_ref().map(|_| EventLine::from(event)),
-            event: self.webhook.as_ref().map(|_| event.clone()),
+            event: self.webhook.as_ref().map(|_| Box::new(event.clone())),
         }
     }
 
@@ -146,12 +146,14 @@ impl Auditor {
     async fn emit(&self, out: Outgoing, durable: bool) -> Result<(), WriteError> {
         let mut result = Ok(());
         if let (Some(webhook), Some(event)) = (&self.webhook, out.event) {
+            // Boxed: a future holding a whole Event would make every request's audit futures
+            // (and their moves) larger, with or without a webhook.
             match webhook.mode() {
                 Mode::Batch => {
-                    webhook.try_enqueue(event);
+                    webhook.try_enqueue(*event);
                 }
-                _ if durable => result = webhook.write(event).await,
-                _ => result = webhook.enqueue(event).await,
+                _ if durable => result = Box::pin(webhook.write(*event)).await,
+                _ => result = Box::pin(webhook.enqueue(*event)).await,
             }
         }
         if let (Some(log), Some(line)) = (&self.log, out.line) {
@@ -188,8 +190,8 @@ impl Auditor {
 struct Outgoing {
     /// For the log backend.
     line: Option<EventLine>,
-    /// For the webhook backend.
-    event: Option<Event>,
+    /// For the webhook backend (boxed: see `emit`).
+    event: Option<Box<Event>>,
 }
 
 /// One request's audit record: the event being built and what the policy said. Shared by the
