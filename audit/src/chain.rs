@@ -12,8 +12,8 @@
 //!
 //! An event is serialised once, as an [`EventLine`] made by the caller, and written with the
 //! placeholder `<seq>:000…0`; the writer hashes those bytes and overwrites the zeros with the
-//! digest in place: no JSON canonicalisation, a verifier
-//! hashes the bytes it reads. The annotation is found as the *last* occurrence of
+//! digest in place: no JSON canonicalisation, a verifier hashes the bytes it reads. The
+//! annotation is found as the *last* occurrence of
 //! `"portcullis.dev/audit-chain":"` in the line: `annotations` is the last field of an event and
 //! keys sort, while a quote inside any JSON string is escaped, so nothing after it can fake the
 //! pattern.
@@ -137,8 +137,8 @@ impl Chain {
 
     /// Serialises `event` as one line, chained to the previous one, and appends it with its
     /// `\n` to `out`. Sets the chain annotation on `event`; an event whose line would exceed
-    /// [`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) loses its bodies first ([`Event::truncate_bodies`]). On error `out`
-    /// and the chain are unchanged.
+    /// [`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) loses its bodies first
+    /// ([`Event::truncate_bodies`]). On error `out` and the chain are unchanged.
     pub fn seal(&mut self, event: &mut Event, out: &mut Vec<u8>) -> Result<Link, ChainError> {
         let line = EventLine::from(&*event);
         let (link, truncated) = self.seal_inner(&line, out)?;
@@ -152,8 +152,8 @@ impl Chain {
     }
 
     /// Appends `line` with its chain value and `\n` to `out`, chained to the previous line;
-    /// a line that would exceed [`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) is written without its bodies (see
-    /// [`Chain::seal`]). On error `out` and the chain are unchanged.
+    /// a line that would exceed [`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) is written without
+    /// its bodies (see [`Chain::seal`]). On error `out` and the chain are unchanged.
     pub fn seal_line(&mut self, line: &EventLine, out: &mut Vec<u8>) -> Result<Link, ChainError> {
         self.seal_inner(line, out).map(|(link, _)| link)
     }

@@ -234,9 +234,8 @@ fn event() -> impl Strategy<Value = Event> {
                         message,
                         reason,
                         details: details.then(|| {
-                            serde_json::from_value(
-                                json!({"name": "web", "kind": "pods", "causes": [{"field": "x", "reason": "r", "message": "m"}]}),
-                            )
+                            serde_json::from_value(json!({"name": "web", "kind": "pods",
+                                    "causes": [{"field": "x", "reason": "r", "message": "m"}]}))
                             .unwrap()
                         }),
                         code,

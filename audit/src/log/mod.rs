@@ -2,10 +2,11 @@
 //! group commits, rotated lumberjack-style.
 //!
 //! One writer thread owns the file and the [`Chain`]. Callers submit events, serialised on
-//! their own thread as [`EventLine`]s, over a bounded queue; the writer takes everything queued (up to [`LogConfig::max_batch`]), seals the events
-//! in order, writes them, fsyncs once and then acknowledges each caller, so concurrent requests
-//! share one fsync. A failed write (e.g. `ENOSPC`) is returned to every waiting caller, the
-//! file is cut back to its last complete line and the chain does not advance.
+//! their own thread as [`EventLine`]s, over a bounded queue; the writer takes everything queued
+//! (up to [`LogConfig::max_batch`]), seals the events in order, writes them, fsyncs once and
+//! then acknowledges each caller, so concurrent requests share one fsync. A failed write (e.g.
+//! `ENOSPC`) is returned to every waiting caller, the file is cut back to its last complete
+//! line and the chain does not advance.
 //!
 //! Modes keep kube-apiserver's names. In `blocking` and `blocking-strict` the caller awaits
 //! [`LogBackend::write`], which resolves once the event is durable (or failed); what a failure
