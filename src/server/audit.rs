@@ -134,9 +134,13 @@ impl Auditor {
 
     /// What each backend needs of `event`: its serialised line for the log, a copy for the
     /// webhook. Made while the record is locked; nothing is copied for a backend that is off.
-    fn outgoing(&self, event: &Event) -> Outgoing {
+    /// `stable` is the serialised `requestURI`..`objectRef` of an earlier stage, still valid.
+    fn outgoing(&self, event: &Event, stable: Option<&[u8]>) -> Outgoing {
         Outgoing {
-            line: self.log.as_ref().map(|_| EventLine::from(event)),
+            line: self.log.as_ref().map(|_| match stable {
+                Some(bytes) => EventLine::with_stable_part(event, bytes),
+                None => EventLine::from(event),
+            }),
             event: self.webhook.as_ref().map(|_| Box::new(event.clone())),
         }
     }
@@ -210,6 +214,10 @@ struct RecordState {
     /// The policy's verdict without a user, for requests that fail authentication.
     unauthenticated: AuditConfig,
     mutating: bool,
+    /// The serialised `requestURI` through `objectRef` of the RequestReceived event, reused by
+    /// the later stages. Those fields are set before RequestReceived is emitted; whatever
+    /// changes one of them afterwards must clear this.
+    stable: Option<Vec<u8>>,
 }
 
 impl Record {
@@ -325,6 +333,7 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
             config: None,
             unauthenticated,
             mutating,
+            stable: None,
         }),
     });
     req.extensions_mut().insert(record.clone());
@@ -475,6 +484,7 @@ async fn close(
         if config.level == Level::None || !config.emits(stage) {
             return;
         }
+        let st = &mut *st;
         let event = &mut st.event;
         event.stage = stage;
         event.stage_timestamp = MicroTime::new(Timestamp::now());
@@ -491,13 +501,14 @@ async fn close(
                 if body.get("kind").and_then(Value::as_str) != Some("Status") {
                     r.uid = meta("uid");
                     r.resource_version = meta("resourceVersion");
+                    st.stable = None;
                 }
             }
             event.response_object = Some(body);
         }
         event.apply_level(&config);
         (
-            auditor.outgoing(event),
+            auditor.outgoing(event, st.stable.as_deref()),
             auditor.strict() || (st.mutating && auditor.blocking()),
         )
     };
@@ -591,10 +602,13 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
             let mut st = record.lock();
             // The event is at RequestReceived until the response: the level applies in place.
             st.event.apply_level(&config);
-            (
-                auditor.outgoing(&st.event),
-                auditor.strict() || (mutating && auditor.blocking()),
-            )
+            let out = auditor.outgoing(&st.event, None);
+            st.stable = out
+                .line
+                .as_ref()
+                .and_then(EventLine::stable_part)
+                .map(<[u8]>::to_vec);
+            (out, auditor.strict() || (mutating && auditor.blocking()))
         };
         match auditor.emit(out, durable).await {
             Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),

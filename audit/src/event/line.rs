@@ -37,6 +37,8 @@ pub(crate) struct Encoded {
     /// The event without bodies, marked truncated: present when this line might exceed
     /// [`MAX_LINE_BYTES`] once its chain value is in.
     truncated: Option<Box<Encoded>>,
+    /// The fields from `requestURI` through `objectRef` (each with its leading comma).
+    stable: Range<usize>,
 }
 
 /// An event that could not be serialised: the writer reports it as not written.
@@ -50,11 +52,40 @@ impl From<&Event> for EventLine {
     /// When the line might exceed [`MAX_LINE_BYTES`], the same event without bodies is
     /// serialised too, for the writer to fall back on.
     fn from(event: &Event) -> EventLine {
-        let encoded = Encoded::new(event, Vec::new()).and_then(|mut line| {
+        EventLine::encode(event, None)
+    }
+}
+
+impl From<Event> for EventLine {
+    fn from(event: Event) -> EventLine {
+        EventLine::from(&event)
+    }
+}
+
+impl EventLine {
+    /// As `EventLine::from(event)`, but with the fields from `requestURI` through `objectRef`
+    /// copied from `stable` instead of serialised: what [`EventLine::stable_part`] gave for an
+    /// earlier stage of the same request. The caller guarantees that those fields (`requestURI`,
+    /// `verb`, `user`, `impersonatedUser`, `authenticationMetadata`, `sourceIPs`, `userAgent`,
+    /// `objectRef`) have not changed since.
+    pub fn with_stable_part(event: &Event, stable: &[u8]) -> EventLine {
+        EventLine::encode(event, Some(stable))
+    }
+
+    /// The serialised fields from `requestURI` through `objectRef`, which stay the same over
+    /// the stages of a request unless the caller changes them; see
+    /// [`EventLine::with_stable_part`].
+    pub fn stable_part(&self) -> Option<&[u8]> {
+        let line = self.inner.as_ref().ok()?;
+        line.bytes.get(line.stable.clone())
+    }
+
+    fn encode(event: &Event, stable: Option<&[u8]>) -> EventLine {
+        let encoded = Encoded::new(event, Vec::new(), stable).and_then(|mut line| {
             if line.len_with(u64::MAX) > MAX_LINE_BYTES {
                 let mut bare = event.clone();
                 bare.truncate_bodies();
-                line.truncated = Some(Box::new(Encoded::new(&bare, Vec::new())?));
+                line.truncated = Some(Box::new(Encoded::new(&bare, Vec::new(), None)?));
             }
             Ok(line)
         });
@@ -66,15 +97,7 @@ impl From<&Event> for EventLine {
         });
         EventLine { inner }
     }
-}
 
-impl From<Event> for EventLine {
-    fn from(event: Event) -> EventLine {
-        EventLine::from(&event)
-    }
-}
-
-impl EventLine {
     /// The auditID, as written in the line (JSON-escaped).
     pub fn audit_id(&self) -> &str {
         match &self.inner {
@@ -126,7 +149,11 @@ impl Encoded {
         hex_start
     }
 
-    fn new(ev: &Event, mut out: Vec<u8>) -> Result<Encoded, serde_json::Error> {
+    fn new(
+        ev: &Event,
+        mut out: Vec<u8>,
+        stable: Option<&[u8]>,
+    ) -> Result<Encoded, serde_json::Error> {
         out.reserve(1024);
         let o = &mut out;
         o.extend_from_slice(b"{\"kind\":");
@@ -141,32 +168,13 @@ impl Encoded {
         let audit_id = id_start..o.len() - 1;
         o.extend_from_slice(b",\"stage\":\"");
         o.extend_from_slice(ev.stage.as_str().as_bytes());
-        o.extend_from_slice(b"\",\"requestURI\":");
-        write_str(o, &ev.request_uri)?;
-        o.extend_from_slice(b",\"verb\":");
-        write_str(o, &ev.verb)?;
-        o.extend_from_slice(b",\"user\":");
-        write_user(o, &ev.user)?;
-        if let Some(u) = &ev.impersonated_user {
-            o.extend_from_slice(b",\"impersonatedUser\":");
-            write_user(o, u)?;
+        o.push(b'"');
+        let stable_start = o.len();
+        match stable {
+            Some(bytes) => o.extend_from_slice(bytes),
+            None => write_stable_part(o, ev)?,
         }
-        if let Some(m) = &ev.authentication_metadata {
-            o.extend_from_slice(b",\"authenticationMetadata\":");
-            serde_json::to_writer(&mut *o, m)?;
-        }
-        if !ev.source_ips.is_empty() {
-            o.extend_from_slice(b",\"sourceIPs\":");
-            write_str_list(o, &ev.source_ips)?;
-        }
-        if !ev.user_agent.is_empty() {
-            o.extend_from_slice(b",\"userAgent\":");
-            write_str(o, &ev.user_agent)?;
-        }
-        if let Some(r) = &ev.object_ref {
-            o.extend_from_slice(b",\"objectRef\":");
-            write_object_ref(o, r)?;
-        }
+        let stable = stable_start..o.len();
         if let Some(s) = &ev.response_status {
             o.extend_from_slice(b",\"responseStatus\":");
             write_response_status(o, s)?;
@@ -222,8 +230,40 @@ impl Encoded {
             bytes: out,
             audit_id,
             truncated: None,
+            stable,
         })
     }
+}
+
+/// The fields from `requestURI` through `objectRef`, each with its leading comma.
+fn write_stable_part(o: &mut Vec<u8>, ev: &Event) -> Result<(), serde_json::Error> {
+    o.extend_from_slice(b",\"requestURI\":");
+    write_str(o, &ev.request_uri)?;
+    o.extend_from_slice(b",\"verb\":");
+    write_str(o, &ev.verb)?;
+    o.extend_from_slice(b",\"user\":");
+    write_user(o, &ev.user)?;
+    if let Some(u) = &ev.impersonated_user {
+        o.extend_from_slice(b",\"impersonatedUser\":");
+        write_user(o, u)?;
+    }
+    if let Some(m) = &ev.authentication_metadata {
+        o.extend_from_slice(b",\"authenticationMetadata\":");
+        serde_json::to_writer(&mut *o, m)?;
+    }
+    if !ev.source_ips.is_empty() {
+        o.extend_from_slice(b",\"sourceIPs\":");
+        write_str_list(o, &ev.source_ips)?;
+    }
+    if !ev.user_agent.is_empty() {
+        o.extend_from_slice(b",\"userAgent\":");
+        write_str(o, &ev.user_agent)?;
+    }
+    if let Some(r) = &ev.object_ref {
+        o.extend_from_slice(b",\"objectRef\":");
+        write_object_ref(o, r)?;
+    }
+    Ok(())
 }
 
 /// `user` / `impersonatedUser`, as `UserInfo`'s serde derive writes it.

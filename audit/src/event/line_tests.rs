@@ -288,3 +288,19 @@ proptest! {
         prop_assert_eq!(needs_escape(&bytes), naive);
     }
 }
+
+proptest! {
+    #[test]
+    fn a_later_stage_reusing_the_stable_part_is_the_same_line(ev in event(), code in any::<u16>()) {
+        let first = EventLine::from(&ev);
+        let mut later = ev.clone();
+        later.stage = Stage::ResponseComplete;
+        later.stage_timestamp = MicroTime::new(Timestamp::from_second(1_800_000_000).unwrap());
+        later.response_status = Some(ResponseStatus::from_code(code));
+        later
+            .annotations
+            .insert("authorization.k8s.io/decision".into(), "allow".into());
+        let reused = EventLine::with_stable_part(&later, first.stable_part().unwrap());
+        prop_assert_eq!(reused, EventLine::from(&later));
+    }
+}
