@@ -10,9 +10,10 @@
 //!   line exactly as written, without its trailing `\n`, with those 64 digits replaced by ASCII
 //!   `0`.
 //!
-//! The writer serialises the event once with the placeholder `<seq>:000…0`, hashes those bytes
-//! and overwrites the zeros with the digest in place: no JSON canonicalisation, a verifier
-//! hashes the bytes it reads. The annotation is found as the *last* occurrence of
+//! An event is serialised once, as an [`EventLine`] made by the caller, and written with the
+//! placeholder `<seq>:000…0`; the writer hashes those bytes and overwrites the zeros with the
+//! digest in place: no JSON canonicalisation, a verifier hashes the bytes it reads. The
+//! annotation is found as the *last* occurrence of
 //! `"portcullis.dev/audit-chain":"` in the line: `annotations` is the last field of an event and
 //! keys sort, while a quote inside any JSON string is escaped, so nothing after it can fake the
 //! pattern.
@@ -26,18 +27,17 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::event::Event;
-use crate::lines::MAX_LINE_BYTES;
+use crate::event::{Event, EventLine};
 
 /// The annotation that carries the chain value.
 pub const CHAIN_ANNOTATION: &str = "portcullis.dev/audit-chain";
 
 /// The annotation key as it appears in a serialised line, with its quotes and the opening
 /// quote of the value.
-const KEY_PATTERN: &[u8] = b"\"portcullis.dev/audit-chain\":\"";
+pub(crate) const KEY_PATTERN: &[u8] = b"\"portcullis.dev/audit-chain\":\"";
 
 /// Hex digits in a chain value.
-const HASH_HEX_LEN: usize = 64;
+pub(crate) const HASH_HEX_LEN: usize = 64;
 
 /// A position in the chain: an event's sequence number and hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +74,10 @@ pub enum ChainError {
     /// The event could not be serialised.
     #[error("cannot serialise audit event")]
     Serialize(#[source] serde_json::Error),
+    /// The event could not be serialised when its [`EventLine`] was made (the cause was
+    /// logged then).
+    #[error("cannot serialise audit event")]
+    Unencodable,
     /// The event is larger than the line bound even without bodies.
     #[error("audit event is {size} bytes without bodies, more than the limit of {limit}")]
     TooLarge {
@@ -133,64 +137,48 @@ impl Chain {
 
     /// Serialises `event` as one line, chained to the previous one, and appends it with its
     /// `\n` to `out`. Sets the chain annotation on `event`; an event whose line would exceed
-    /// [`MAX_LINE_BYTES`] loses its bodies first ([`Event::truncate_bodies`]). On error `out`
-    /// and the chain are unchanged.
+    /// [`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) loses its bodies first
+    /// ([`Event::truncate_bodies`]). On error `out` and the chain are unchanged.
     pub fn seal(&mut self, event: &mut Event, out: &mut Vec<u8>) -> Result<Link, ChainError> {
-        let start = out.len();
-        let result = self.seal_inner(event, out, start);
-        if result.is_err() {
-            out.truncate(start);
+        let line = EventLine::from(&*event);
+        let (link, truncated) = self.seal_inner(&line, out)?;
+        if truncated {
+            event.truncate_bodies();
         }
-        result
+        event
+            .annotations
+            .insert(CHAIN_ANNOTATION.to_owned(), link.to_string());
+        Ok(link)
+    }
+
+    /// Appends `line` with its chain value and `\n` to `out`, chained to the previous line;
+    /// a line that would exceed [`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) is written without
+    /// its bodies (see [`Chain::seal`]). On error `out` and the chain are unchanged.
+    pub fn seal_line(&mut self, line: &EventLine, out: &mut Vec<u8>) -> Result<Link, ChainError> {
+        self.seal_inner(line, out).map(|(link, _)| link)
     }
 
     fn seal_inner(
         &mut self,
-        event: &mut Event,
+        line: &EventLine,
         out: &mut Vec<u8>,
-        start: usize,
-    ) -> Result<Link, ChainError> {
+    ) -> Result<(Link, bool), ChainError> {
         let seq = self.next_seq;
-        event
-            .annotations
-            .insert(CHAIN_ANNOTATION.to_owned(), placeholder(seq));
-        serde_json::to_writer(&mut *out, event).map_err(ChainError::Serialize)?;
-        if out.len() - start > MAX_LINE_BYTES {
-            out.truncate(start);
-            event.truncate_bodies();
-            serde_json::to_writer(&mut *out, event).map_err(ChainError::Serialize)?;
-            let size = out.len() - start;
-            if size > MAX_LINE_BYTES {
-                return Err(ChainError::TooLarge {
-                    size,
-                    limit: MAX_LINE_BYTES,
-                });
-            }
+        let (encoded, truncated) = line.fitting(seq)?;
+        let start = out.len();
+        let hex_start = encoded.write_with_placeholder(seq, out);
+        let mut h = Sha256::new();
+        h.update(self.prev);
+        h.update(out.get(start..).unwrap_or_default());
+        let hash: [u8; 32] = h.finalize().into();
+        if let Some(digits) = out.get_mut(hex_start..hex_start + HASH_HEX_LEN) {
+            write_hex(&hash, digits);
         }
-        let line = out.get_mut(start..).ok_or(ChainError::Malformed)?;
-        let link = parse_link(line)?;
-        // INVARIANT: what we just wrote is our placeholder, at the position parse_link found.
-        if link.seq != seq || link.recorded != [0; 32] {
-            return Err(ChainError::Malformed);
-        }
-        let hash = line_hash(&self.prev, line, &link);
-        let digits = line
-            .get_mut(link.hex_start..link.hex_start + HASH_HEX_LEN)
-            .ok_or(ChainError::Malformed)?;
-        digits.copy_from_slice(to_hex(&hash).as_bytes());
         out.push(b'\n');
-        event.annotations.insert(
-            CHAIN_ANNOTATION.to_owned(),
-            format!("{seq}:{}", to_hex(&hash)),
-        );
         self.next_seq = seq + 1;
         self.prev = hash;
-        Ok(Link { seq, hash })
+        Ok((Link { seq, hash }, truncated))
     }
-}
-
-fn placeholder(seq: u64) -> String {
-    format!("{seq}:{}", "0".repeat(HASH_HEX_LEN))
 }
 
 /// The chain value found in a line.
@@ -258,16 +246,26 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 pub(crate) fn to_hex(bytes: &[u8; 32]) -> String {
+    let mut digits = [0u8; HASH_HEX_LEN];
+    write_hex(bytes, &mut digits);
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+/// Writes the lowercase hex digits of `bytes` into `out` (as many as fit).
+fn write_hex(bytes: &[u8; 32], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(HASH_HEX_LEN);
-    for b in bytes {
-        for nibble in [b >> 4, b & 0xf] {
-            if let Some(&d) = DIGITS.get(usize::from(nibble)) {
-                s.push(char::from(d));
-            }
+    let digit = |nibble: u8| {
+        DIGITS
+            .get(usize::from(nibble & 0xf))
+            .copied()
+            .unwrap_or(b'0')
+    };
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        if let [hi, lo] = pair {
+            *hi = digit(b >> 4);
+            *lo = digit(*b);
         }
     }
-    s
 }
 
 /// Lowercase hex only: a line has one spelling of its hash.
@@ -296,6 +294,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::MAX_LINE_BYTES;
     use crate::event::AuditId;
     use crate::policy::{Level, Stage};
 

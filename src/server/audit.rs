@@ -35,9 +35,10 @@ use axum::response::Response;
 use futures_util::FutureExt;
 use jiff::Timestamp;
 use portcullis_api::{RequestInfo, Status, UserInfo};
+use portcullis_audit::event::EventLine;
 use portcullis_audit::log::{LogBackend, Mode, WriteError};
 use portcullis_audit::policy::{AuditConfig, Level, PolicyEvaluator, RequestAttributes, Stage};
-use portcullis_audit::{AuditId, Event, WebhookBackend};
+use portcullis_audit::{AuditId, Event, MicroTime, WebhookBackend};
 use serde_json::Value;
 
 use super::AppState;
@@ -131,33 +132,42 @@ impl Auditor {
         Ok(())
     }
 
-    /// Writes `event` to every backend; waits for it to be durable (fsynced, or acknowledged
+    /// What each backend needs of `event`: its serialised line for the log, a copy for the
+    /// webhook. Made while the record is locked; nothing is copied for a backend that is off.
+    /// `stable` is the serialised `requestURI`..`objectRef` of an earlier stage, still valid.
+    fn outgoing(&self, event: &Event, stable: Option<&[u8]>) -> Outgoing {
+        Outgoing {
+            line: self.log.as_ref().map(|_| match stable {
+                Some(bytes) => EventLine::with_stable_part(event, bytes),
+                None => EventLine::from(event),
+            }),
+            event: self.webhook.as_ref().map(|_| Box::new(event.clone())),
+        }
+    }
+
+    /// Writes an event to every backend; waits for it to be durable (fsynced, or acknowledged
     /// by the webhook) in the blocking backends when `durable`.
-    async fn emit(&self, event: Event, durable: bool) -> Result<(), WriteError> {
+    async fn emit(&self, out: Outgoing, durable: bool) -> Result<(), WriteError> {
         let mut result = Ok(());
-        // A copy only when both backends need the event.
-        let (for_webhook, for_log) = match (&self.webhook, &self.log) {
-            (Some(_), Some(_)) => (Some(event.clone()), Some(event)),
-            (Some(_), None) => (Some(event), None),
-            (None, _) => (None, Some(event)),
-        };
-        if let (Some(webhook), Some(event)) = (&self.webhook, for_webhook) {
+        if let (Some(webhook), Some(event)) = (&self.webhook, out.event) {
+            // Boxed: a future holding a whole Event would make every request's audit futures
+            // (and their moves) larger, with or without a webhook.
             match webhook.mode() {
                 Mode::Batch => {
-                    webhook.try_enqueue(event);
+                    webhook.try_enqueue(*event);
                 }
-                _ if durable => result = webhook.write(event).await,
-                _ => result = webhook.enqueue(event).await,
+                _ if durable => result = Box::pin(webhook.write(*event)).await,
+                _ => result = Box::pin(webhook.enqueue(*event)).await,
             }
         }
-        if let (Some(log), Some(event)) = (&self.log, for_log) {
+        if let (Some(log), Some(line)) = (&self.log, out.line) {
             let written = match log.mode() {
                 Mode::Batch => {
-                    log.try_enqueue(event);
+                    log.try_enqueue(line);
                     Ok(())
                 }
-                _ if durable => log.write(event).await.map(|_| ()),
-                _ => log.enqueue(event).await,
+                _ if durable => log.write(line).await.map(|_| ()),
+                _ => log.enqueue(line).await,
             };
             result = result.and(written);
         }
@@ -180,8 +190,17 @@ impl Auditor {
     }
 }
 
+/// An event on its way to the backends.
+struct Outgoing {
+    /// For the log backend.
+    line: Option<EventLine>,
+    /// For the webhook backend (boxed: see `emit`).
+    event: Option<Box<Event>>,
+}
+
 /// One request's audit record: the event being built and what the policy said. Shared by the
-/// layers through the request's extensions.
+/// layers through the request's extensions. The event is updated in place for each stage
+/// (stage, timestamp, response status) and serialised from there: never copied for the log.
 #[derive(Debug)]
 pub struct Record {
     state: Mutex<RecordState>,
@@ -195,6 +214,10 @@ struct RecordState {
     /// The policy's verdict without a user, for requests that fail authentication.
     unauthenticated: AuditConfig,
     mutating: bool,
+    /// The serialised `requestURI` through `objectRef` of the RequestReceived event, reused by
+    /// the later stages. Those fields are set before RequestReceived is emitted; whatever
+    /// changes one of them afterwards must clear this.
+    stable: Option<Vec<u8>>,
 }
 
 impl Record {
@@ -310,6 +333,7 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
             config: None,
             unauthenticated,
             mutating,
+            stable: None,
         }),
     });
     req.extensions_mut().insert(record.clone());
@@ -423,7 +447,10 @@ fn status_json(status: &Status) -> Option<Value> {
 
 fn set_audit_id(response: &mut Response, record: &Record) {
     let id = record.lock().event.audit_id.clone();
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(mut v) = HeaderValue::from_str(&id) {
+        // Unique per response: HPACK must not index it, or every response evicts and re-adds
+        // a dynamic-table entry (and walks the chain of earlier IDs) for nothing.
+        v.set_sensitive(true);
         response.headers_mut().insert(AUDIT_ID_HEADER, v);
     }
 }
@@ -449,7 +476,7 @@ async fn close(
     code: u16,
     response_body: Option<Value>,
 ) {
-    let (event, durable) = {
+    let (out, durable) = {
         let mut st = record.lock();
         // Authentication failed (or never ran): the policy decides without a user.
         let fallback = st.unauthenticated;
@@ -457,7 +484,10 @@ async fn close(
         if config.level == Level::None || !config.emits(stage) {
             return;
         }
-        let mut event = st.event.for_stage(stage, Timestamp::now());
+        let st = &mut *st;
+        let event = &mut st.event;
+        event.stage = stage;
+        event.stage_timestamp = MicroTime::new(Timestamp::now());
         event.response_status = Some(response_status(code, status));
         if let Some(body) = response_body {
             // uid and resourceVersion of the object answered, as upstream records them.
@@ -471,18 +501,19 @@ async fn close(
                 if body.get("kind").and_then(Value::as_str) != Some("Status") {
                     r.uid = meta("uid");
                     r.resource_version = meta("resourceVersion");
+                    st.stable = None;
                 }
             }
             event.response_object = Some(body);
         }
         event.apply_level(&config);
         (
-            event,
+            auditor.outgoing(event, st.stable.as_deref()),
             auditor.strict() || (st.mutating && auditor.blocking()),
         )
     };
-    let audit_id = event.audit_id.clone();
-    if let Err(e) = auditor.emit(event, durable).await {
+    if let Err(e) = auditor.emit(out, durable).await {
+        let audit_id = record.lock().event.audit_id.clone();
         tracing::error!(audit_id = %audit_id, error = %e, stage = stage.as_str(), "audit event not written");
         if durable {
             auditor.failing.store(true, Ordering::Relaxed);
@@ -498,32 +529,41 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
     let Some(record) = req.extensions().get::<Arc<Record>>().cloned() else {
         return next.run(req).await;
     };
-    let requester = req.extensions().get::<super::filters::Requester>().cloned();
-    let user = req.extensions().get::<UserInfo>().cloned();
-    let Some(info) = req.extensions().get::<RequestInfo>() else {
-        return next.run(req).await;
+    // Decided while the request's extensions are borrowed: the users are copied once, into
+    // the event, and only when the policy is known.
+    let decided = {
+        let ext = req.extensions();
+        let requester = ext.get::<super::filters::Requester>().map(|r| &r.0);
+        let user = ext.get::<UserInfo>();
+        ext.get::<RequestInfo>().map(|info| {
+            let requester_user = requester.or(user);
+            let config = auditor
+                .policy
+                .load()
+                .evaluate(&RequestAttributes::from_request_info(
+                    info,
+                    requester_user,
+                    req.uri().path(),
+                ));
+            let mut st = record.lock();
+            st.config = Some(config);
+            if let Some(u) = requester_user {
+                st.event.user = u.clone();
+            }
+            if let (Some(r), Some(u)) = (requester, user)
+                && r.username != u.username
+            {
+                st.event.impersonated_user = Some(u.clone());
+            }
+            (
+                config,
+                st.mutating,
+                matches!(info, RequestInfo::Resource(_)),
+            )
+        })
     };
-    let requester_user = requester.as_ref().map(|r| &r.0).or(user.as_ref());
-    let config = auditor
-        .policy
-        .load()
-        .evaluate(&RequestAttributes::from_request_info(
-            info,
-            requester_user,
-            req.uri().path(),
-        ));
-    let mutating = {
-        let mut st = record.lock();
-        st.config = Some(config);
-        if let Some(u) = requester_user {
-            st.event.user = u.clone();
-        }
-        if let (Some(r), Some(u)) = (&requester, &user)
-            && r.0.username != u.username
-        {
-            st.event.impersonated_user = Some(u.clone());
-        }
-        st.mutating
+    let Some((config, mutating, resource)) = decided else {
+        return next.run(req).await;
     };
     if config.level == Level::None {
         if mutating && auditor.failing.load(Ordering::Relaxed) {
@@ -532,7 +572,7 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         return next.run(req).await;
     }
     // The request body, for requestObject.
-    let req = if config.level >= Level::Request && matches!(info, RequestInfo::Resource(_)) {
+    let req = if config.level >= Level::Request && resource {
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
@@ -558,13 +598,19 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         req
     };
     if config.emits(Stage::RequestReceived) {
-        let (event, durable) = {
-            let st = record.lock();
-            let mut event = st.event.clone();
-            event.apply_level(&config);
-            (event, auditor.strict() || (mutating && auditor.blocking()))
+        let (out, durable) = {
+            let mut st = record.lock();
+            // The event is at RequestReceived until the response: the level applies in place.
+            st.event.apply_level(&config);
+            let out = auditor.outgoing(&st.event, None);
+            st.stable = out
+                .line
+                .as_ref()
+                .and_then(EventLine::stable_part)
+                .map(<[u8]>::to_vec);
+            (out, auditor.strict() || (mutating && auditor.blocking()))
         };
-        match auditor.emit(event, durable).await {
+        match auditor.emit(out, durable).await {
             Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),
             Ok(()) => {}
             Err(e) if durable => {

@@ -17,6 +17,10 @@ use serde_json::Value;
 
 use crate::policy::{API_VERSION, AuditConfig, Level, Stage};
 
+mod line;
+
+pub use line::EventLine;
+
 /// The authorization decision annotation: `allow` or `forbid`.
 pub const ANNOTATION_DECISION: &str = "authorization.k8s.io/decision";
 /// The authorization reason annotation.

@@ -1,11 +1,12 @@
 //! The log backend: audit events as JSON lines in a file (or stdout), hash-chained, fsynced in
 //! group commits, rotated lumberjack-style.
 //!
-//! One writer thread owns the file and the [`Chain`]. Callers submit events over a bounded
-//! queue; the writer takes everything queued (up to [`LogConfig::max_batch`]), seals the events
-//! in order, writes them, fsyncs once and then acknowledges each caller, so concurrent requests
-//! share one fsync. A failed write (e.g. `ENOSPC`) is returned to every waiting caller, the
-//! file is cut back to its last complete line and the chain does not advance.
+//! One writer thread owns the file and the [`Chain`]. Callers submit events, serialised on
+//! their own thread as [`EventLine`]s, over a bounded queue; the writer takes everything queued
+//! (up to [`LogConfig::max_batch`]), seals the events in order, writes them, fsyncs once and
+//! then acknowledges each caller, so concurrent requests share one fsync. A failed write (e.g.
+//! `ENOSPC`) is returned to every waiting caller, the file is cut back to its last complete
+//! line and the chain does not advance.
 //!
 //! Modes keep kube-apiserver's names. In `blocking` and `blocking-strict` the caller awaits
 //! [`LogBackend::write`], which resolves once the event is durable (or failed); what a failure
@@ -36,7 +37,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{Chain, ChainError, Link};
-use crate::event::Event;
+use crate::event::EventLine;
 use crate::lines::{self, MAX_LINE_BYTES};
 use rotate::{Naming, Retention};
 use writer::{Fault, Sink, Writer};
@@ -275,7 +276,7 @@ pub struct LogBackend {
 
 enum Job {
     Event {
-        event: Box<Event>,
+        line: EventLine,
         ack: Option<oneshot::Sender<Result<Receipt, WriteError>>>,
     },
     Flush(oneshot::Sender<Result<(), WriteError>>),
@@ -362,10 +363,10 @@ impl LogBackend {
 
     /// Submits an event and waits until it is durable (written and fsynced), or its write
     /// failed. Waits for room when the queue is full. For the blocking modes.
-    pub async fn write(&self, event: Event) -> Result<Receipt, WriteError> {
+    pub async fn write(&self, event: impl Into<EventLine>) -> Result<Receipt, WriteError> {
         let (ack, done) = oneshot::channel();
         let job = Job::Event {
-            event: Box::new(event),
+            line: event.into(),
             ack: Some(ack),
         };
         self.tx.send(job).await.map_err(|_| WriteError::Closed)?;
@@ -376,9 +377,9 @@ impl LogBackend {
     /// Waits for room when the queue is full (never drops). A later write error is counted in
     /// the stats and makes [`StatsSnapshot::failing`] true. For events whose loss on a crash
     /// is acceptable (reads in `blocking` mode).
-    pub async fn enqueue(&self, event: Event) -> Result<(), WriteError> {
+    pub async fn enqueue(&self, event: impl Into<EventLine>) -> Result<(), WriteError> {
         let job = Job::Event {
-            event: Box::new(event),
+            line: event.into(),
             ack: None,
         };
         self.tx.send(job).await.map_err(|_| WriteError::Closed)
@@ -386,10 +387,10 @@ impl LogBackend {
 
     /// As [`LogBackend::write`], for callers outside an async runtime. Must not be called from
     /// inside one.
-    pub fn write_blocking(&self, event: Event) -> Result<Receipt, WriteError> {
+    pub fn write_blocking(&self, event: impl Into<EventLine>) -> Result<Receipt, WriteError> {
         let (ack, done) = oneshot::channel();
         let job = Job::Event {
-            event: Box::new(event),
+            line: event.into(),
             ack: Some(ack),
         };
         self.tx.blocking_send(job).map_err(|_| WriteError::Closed)?;
@@ -398,19 +399,22 @@ impl LogBackend {
 
     /// Queues an event without waiting (batch mode). Never blocks: when the queue is full the
     /// event is dropped, counted and logged, and `false` is returned.
-    pub fn try_enqueue(&self, event: Event) -> bool {
-        let audit_id = event.audit_id.clone();
+    pub fn try_enqueue(&self, event: impl Into<EventLine>) -> bool {
         let job = Job::Event {
-            event: Box::new(event),
+            line: event.into(),
             ack: None,
         };
         match self.tx.try_send(job) {
             Ok(()) => true,
             Err(e) => {
                 self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-                let why = match e {
-                    mpsc::error::TrySendError::Full(_) => "audit buffer queue blocked",
-                    mpsc::error::TrySendError::Closed(_) => "audit backend shut down",
+                let (why, job) = match e {
+                    mpsc::error::TrySendError::Full(job) => ("audit buffer queue blocked", job),
+                    mpsc::error::TrySendError::Closed(job) => ("audit backend shut down", job),
+                };
+                let audit_id = match &job {
+                    Job::Event { line, .. } => line.audit_id(),
+                    Job::Flush(_) => "",
                 };
                 tracing::error!(audit_id = %audit_id, "{why}: audit event dropped");
                 false

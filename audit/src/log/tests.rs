@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::writer::Fault;
 use super::*;
-use crate::event::AuditId;
+use crate::event::{AuditId, Event};
 use crate::policy::{Level, Stage};
 use crate::verify::{VerifyOptions, verify};
 

@@ -113,16 +113,16 @@ impl Writer {
         let mut chain = self.chain;
         for (i, job) in jobs.iter_mut().enumerate() {
             results.push(None);
-            if let Job::Event { event, .. } = job {
+            if let Job::Event { line, .. } = job {
                 let start = buf.len();
-                match chain.seal(event, &mut buf) {
+                match chain.seal_line(line, &mut buf) {
                     Ok(link) => pending.push(Pending {
                         job: i,
                         range: start..buf.len(),
                         link,
                     }),
                     Err(e) => {
-                        tracing::error!(audit_id = %event.audit_id, error = %e, "audit event not written");
+                        tracing::error!(audit_id = %line.audit_id(), error = %e, "audit event not written");
                         if let Some(slot) = results.get_mut(i) {
                             *slot = Some(Err(WriteError::Event(e.to_string())));
                         }
