@@ -21,6 +21,10 @@
 //! - `batch`: events are queued and never waited for; a full queue drops the event, counted in
 //!   `portcullis_audit_events_dropped_total` and logged.
 //!
+//! A request whose events nobody waits for (not a watch) holds its RequestReceived line back
+//! and sends it to the log with the closing event, in one enqueue: the two lines are adjacent
+//! in the file. A panic or a dropped request still gets the held line written.
+//!
 //! Authorization and admission add their annotations to the [`Record`] as they decide.
 
 use std::net::IpAddr;
@@ -142,6 +146,7 @@ impl Auditor {
                 None => EventLine::from(event),
             }),
             event: self.webhook.as_ref().map(|_| Box::new(event.clone())),
+            held: None,
         }
     }
 
@@ -160,18 +165,46 @@ impl Auditor {
                 _ => result = Box::pin(webhook.enqueue(*event)).await,
             }
         }
-        if let (Some(log), Some(line)) = (&self.log, out.line) {
-            let written = match log.mode() {
-                Mode::Batch => {
-                    log.try_enqueue(line);
-                    Ok(())
-                }
-                _ if durable => log.write(line).await.map(|_| ()),
-                _ => log.enqueue(line).await,
+        if let Some(log) = &self.log {
+            let written = match (out.held, out.line) {
+                (Some(held), Some(line)) => match log.mode() {
+                    Mode::Batch => {
+                        log.try_enqueue_pair(held, line);
+                        Ok(())
+                    }
+                    _ => log.enqueue_pair(held, line).await,
+                },
+                (Some(line), None) | (None, Some(line)) => match log.mode() {
+                    Mode::Batch => {
+                        log.try_enqueue(line);
+                        Ok(())
+                    }
+                    _ if durable => log.write(line).await.map(|_| ()),
+                    _ => log.enqueue(line).await,
+                },
+                (None, None) => Ok(()),
             };
             result = result.and(written);
         }
         result
+    }
+
+    /// Sends a held RequestReceived line on its own: its request ended without a closing event
+    /// (the policy omits it, or the request was dropped).
+    fn release(self: &Arc<Self>, line: EventLine) {
+        let Some(log) = &self.log else { return };
+        if log.mode() == Mode::Batch {
+            log.try_enqueue(line);
+        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let auditor = self.clone();
+            handle.spawn(async move {
+                if let Some(log) = &auditor.log
+                    && let Err(e) = log.enqueue(line).await
+                {
+                    tracing::error!(error = %e, "audit event not written");
+                }
+            });
+        }
     }
 
     fn modes(&self) -> impl Iterator<Item = Mode> + '_ {
@@ -196,6 +229,8 @@ struct Outgoing {
     line: Option<EventLine>,
     /// For the webhook backend (boxed: see `emit`).
     event: Option<Box<Event>>,
+    /// An earlier stage's line held back, sent to the log just before `line` in one enqueue.
+    held: Option<EventLine>,
 }
 
 /// One request's audit record: the event being built and what the policy said. Shared by the
@@ -214,6 +249,12 @@ struct RecordState {
     /// The policy's verdict without a user, for requests that fail authentication.
     unauthenticated: AuditConfig,
     mutating: bool,
+    /// Whether the RequestReceived line may be held back and sent with the closing event, when
+    /// nobody waits for it: not for a watch, whose first events must be written when it starts.
+    may_hold: bool,
+    /// The RequestReceived line, held back for the closing event's enqueue. Whatever ends the
+    /// request sends it first: `close`, or `Release` when the request is dropped.
+    held: Option<EventLine>,
     /// The serialised `requestURI` through `objectRef` of the RequestReceived event, reused by
     /// the later stages. Those fields are set before RequestReceived is emitted; whatever
     /// changes one of them afterwards must clear this.
@@ -333,10 +374,18 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
             config: None,
             unauthenticated,
             mutating,
+            may_hold: !watch,
+            held: None,
             stable: None,
         }),
     });
     req.extensions_mut().insert(record.clone());
+    // A request dropped before its closing event (the client went away) still gets its
+    // RequestReceived written.
+    let release = Release {
+        auditor: &auditor,
+        record: &record,
+    };
 
     let outcome = std::panic::AssertUnwindSafe(next.run(req))
         .catch_unwind()
@@ -386,6 +435,7 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
             None,
         )
         .await;
+        drop(release);
         let (parts, body) = response.into_parts();
         let guard = CompleteOnDrop {
             auditor: Some(auditor),
@@ -481,37 +531,47 @@ async fn close(
         // Authentication failed (or never ran): the policy decides without a user.
         let fallback = st.unauthenticated;
         let config = *st.config.get_or_insert(fallback);
+        let held = st.held.take();
         if config.level == Level::None || !config.emits(stage) {
-            return;
-        }
-        let st = &mut *st;
-        let event = &mut st.event;
-        event.stage = stage;
-        event.stage_timestamp = MicroTime::new(Timestamp::now());
-        event.response_status = Some(response_status(code, status));
-        if let Some(body) = response_body {
-            // uid and resourceVersion of the object answered, as upstream records them.
-            if let Some(r) = event.object_ref.as_mut() {
-                let meta = |k: &str| {
-                    body.pointer(&format!("/metadata/{k}"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned()
-                };
-                if body.get("kind").and_then(Value::as_str) != Some("Status") {
-                    r.uid = meta("uid");
-                    r.resource_version = meta("resourceVersion");
-                    st.stable = None;
+            // Only a RequestReceived held back goes out.
+            let out = Outgoing {
+                line: held,
+                event: None,
+                held: None,
+            };
+            (out, false)
+        } else {
+            let st = &mut *st;
+            let event = &mut st.event;
+            event.stage = stage;
+            event.stage_timestamp = MicroTime::new(Timestamp::now());
+            event.response_status = Some(response_status(code, status));
+            if let Some(body) = response_body {
+                // uid and resourceVersion of the object answered, as upstream records them.
+                if let Some(r) = event.object_ref.as_mut() {
+                    let meta = |k: &str| {
+                        body.pointer(&format!("/metadata/{k}"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    if body.get("kind").and_then(Value::as_str) != Some("Status") {
+                        r.uid = meta("uid");
+                        r.resource_version = meta("resourceVersion");
+                        st.stable = None;
+                    }
                 }
+                event.response_object = Some(body);
             }
-            event.response_object = Some(body);
+            event.apply_level(&config);
+            let mut out = auditor.outgoing(event, st.stable.as_deref());
+            out.held = held;
+            (out, auditor.strict() || (st.mutating && auditor.blocking()))
         }
-        event.apply_level(&config);
-        (
-            auditor.outgoing(event, st.stable.as_deref()),
-            auditor.strict() || (st.mutating && auditor.blocking()),
-        )
     };
+    if out.line.is_none() && out.event.is_none() && out.held.is_none() {
+        return;
+    }
     if let Err(e) = auditor.emit(out, durable).await {
         let audit_id = record.lock().event.audit_id.clone();
         tracing::error!(audit_id = %audit_id, error = %e, stage = stage.as_str(), "audit event not written");
@@ -602,13 +662,19 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
             let mut st = record.lock();
             // The event is at RequestReceived until the response: the level applies in place.
             st.event.apply_level(&config);
-            let out = auditor.outgoing(&st.event, None);
+            let mut out = auditor.outgoing(&st.event, None);
             st.stable = out
                 .line
                 .as_ref()
                 .and_then(EventLine::stable_part)
                 .map(<[u8]>::to_vec);
-            (out, auditor.strict() || (mutating && auditor.blocking()))
+            let durable = auditor.strict() || (mutating && auditor.blocking());
+            if !durable && st.may_hold {
+                // Nobody waits for it: it goes to the log with the closing event, in one
+                // enqueue (the webhook still gets it now).
+                st.held = out.line.take();
+            }
+            (out, durable)
         };
         match auditor.emit(out, durable).await {
             Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),
@@ -628,6 +694,21 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         return refuse_mutation();
     }
     next.run(req).await
+}
+
+/// Sends the held RequestReceived line if the request ends (or is dropped) without a closing
+/// event having taken it.
+struct Release<'a> {
+    auditor: &'a Arc<Auditor>,
+    record: &'a Record,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Some(line) = self.record.lock().held.take() {
+            self.auditor.release(line);
+        }
+    }
 }
 
 fn refuse_mutation() -> Response {
