@@ -7,7 +7,8 @@
 //!   ResponseComplete (ResponseStarted first for watches), or Panic. A request that failed
 //!   authentication is judged by the policy without a user, as upstream does.
 //! - `received` (after authentication, before authorization) evaluates the policy for the
-//!   authenticated user, keeps the request body at Request level and above, and emits
+//!   authenticated user (unless no rule names users or groups: the verdict `begin` reached
+//!   then holds for any user and is taken as it is), keeps the request body at Request level and above, and emits
 //!   RequestReceived.
 //!
 //! Durability, stronger than kube-apiserver's (whose `blocking` mode swallows write errors):
@@ -248,6 +249,9 @@ struct RecordState {
     config: Option<AuditConfig>,
     /// The policy's verdict without a user, for requests that fail authentication.
     unauthenticated: AuditConfig,
+    /// Whether `unauthenticated` is the verdict for any user too (no rule names users or
+    /// groups): `received` then takes it instead of evaluating the policy again.
+    final_verdict: bool,
     mutating: bool,
     /// Whether the RequestReceived line may be held back and sent with the closing event, when
     /// nobody waits for it: not for a watch, whose first events must be written when it starts.
@@ -358,21 +362,27 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
     // What the policy says if authentication fails (no user): decided now, while the request
     // attributes are at hand.
     let path = req.uri().path();
-    let unauthenticated = match req.extensions().get::<RequestInfo>() {
-        Some(info) => auditor
-            .policy
-            .load()
-            .evaluate(&RequestAttributes::from_request_info(info, None, path)),
-        None => auditor.policy.load().evaluate(&RequestAttributes {
-            path,
-            ..RequestAttributes::default()
-        }),
+    let policy = auditor.policy.load();
+    let (unauthenticated, final_verdict) = match req.extensions().get::<RequestInfo>() {
+        Some(info) => (
+            policy.evaluate(&RequestAttributes::from_request_info(info, None, path)),
+            !policy.depends_on_user(),
+        ),
+        None => (
+            policy.evaluate(&RequestAttributes {
+                path,
+                ..RequestAttributes::default()
+            }),
+            false,
+        ),
     };
+    drop(policy);
     let record = Arc::new(Record {
         state: Mutex::new(RecordState {
             event,
             config: None,
             unauthenticated,
+            final_verdict,
             mutating,
             may_hold: !watch,
             held: None,
@@ -597,15 +607,19 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         let user = ext.get::<UserInfo>();
         ext.get::<RequestInfo>().map(|info| {
             let requester_user = requester.or(user);
-            let config = auditor
-                .policy
-                .load()
-                .evaluate(&RequestAttributes::from_request_info(
-                    info,
-                    requester_user,
-                    req.uri().path(),
-                ));
             let mut st = record.lock();
+            let config = if st.final_verdict {
+                st.unauthenticated
+            } else {
+                auditor
+                    .policy
+                    .load()
+                    .evaluate(&RequestAttributes::from_request_info(
+                        info,
+                        requester_user,
+                        req.uri().path(),
+                    ))
+            };
             st.config = Some(config);
             if let Some(u) = requester_user {
                 st.event.user = u.clone();
