@@ -319,8 +319,12 @@ fn source_ips(req: &Request) -> Vec<String> {
 }
 
 /// Opens the record, runs the request, and closes the record.
-pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let auditor = state.audit.clone();
+pub(super) async fn begin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    begin_with(state.audit.clone(), req, next).await
+}
+
+/// [`begin`] with only what it uses of the state.
+async fn begin_with(auditor: Arc<Auditor>, mut req: Request, next: Next) -> Response {
     if !auditor.enabled() {
         return next.run(req).await;
     }
@@ -595,7 +599,16 @@ async fn close(
 /// and above, and emits RequestReceived; refuses the request when that must be durable and
 /// cannot be.
 pub(super) async fn received(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let auditor = &state.audit;
+    received_with(&state.audit, &state.metrics, req, next).await
+}
+
+/// [`received`] with only what it uses of the state.
+async fn received_with(
+    auditor: &Auditor,
+    metrics: &super::Metrics,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(record) = req.extensions().get::<Arc<Record>>().cloned() else {
         return next.run(req).await;
     };
@@ -694,7 +707,7 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
             Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),
             Ok(()) => {}
             Err(e) if durable => {
-                state.metrics.audit_rejected();
+                metrics.audit_rejected();
                 tracing::error!(error = %e, "audit event not written; the request is refused");
                 return status_response(&Status::internal(format!(
                     "failed to store audit event: {e}"
@@ -704,7 +717,7 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         }
     }
     if mutating && auditor.failing.load(Ordering::Relaxed) {
-        state.metrics.audit_rejected();
+        metrics.audit_rejected();
         return refuse_mutation();
     }
     next.run(req).await
@@ -776,3 +789,6 @@ impl<S: futures_util::Stream + Unpin> futures_util::Stream for WithGuard<S> {
         std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;
