@@ -7,7 +7,8 @@
 //!   ResponseComplete (ResponseStarted first for watches), or Panic. A request that failed
 //!   authentication is judged by the policy without a user, as upstream does.
 //! - `received` (after authentication, before authorization) evaluates the policy for the
-//!   authenticated user, keeps the request body at Request level and above, and emits
+//!   authenticated user (unless no rule names users or groups: the verdict `begin` reached
+//!   then holds for any user and is taken as it is), keeps the request body at Request level and above, and emits
 //!   RequestReceived.
 //!
 //! Durability, stronger than kube-apiserver's (whose `blocking` mode swallows write errors):
@@ -20,6 +21,10 @@
 //!   RequestReceived cannot be written.
 //! - `batch`: events are queued and never waited for; a full queue drops the event, counted in
 //!   `portcullis_audit_events_dropped_total` and logged.
+//!
+//! A request whose events nobody waits for (not a watch) holds its RequestReceived line back
+//! and sends it to the log with the closing event, in one enqueue: the two lines are adjacent
+//! in the file. A panic or a dropped request still gets the held line written.
 //!
 //! Authorization and admission add their annotations to the [`Record`] as they decide.
 
@@ -142,6 +147,7 @@ impl Auditor {
                 None => EventLine::from(event),
             }),
             event: self.webhook.as_ref().map(|_| Box::new(event.clone())),
+            held: None,
         }
     }
 
@@ -160,18 +166,46 @@ impl Auditor {
                 _ => result = Box::pin(webhook.enqueue(*event)).await,
             }
         }
-        if let (Some(log), Some(line)) = (&self.log, out.line) {
-            let written = match log.mode() {
-                Mode::Batch => {
-                    log.try_enqueue(line);
-                    Ok(())
-                }
-                _ if durable => log.write(line).await.map(|_| ()),
-                _ => log.enqueue(line).await,
+        if let Some(log) = &self.log {
+            let written = match (out.held, out.line) {
+                (Some(held), Some(line)) => match log.mode() {
+                    Mode::Batch => {
+                        log.try_enqueue_pair(held, line);
+                        Ok(())
+                    }
+                    _ => log.enqueue_pair(held, line).await,
+                },
+                (Some(line), None) | (None, Some(line)) => match log.mode() {
+                    Mode::Batch => {
+                        log.try_enqueue(line);
+                        Ok(())
+                    }
+                    _ if durable => log.write(line).await.map(|_| ()),
+                    _ => log.enqueue(line).await,
+                },
+                (None, None) => Ok(()),
             };
             result = result.and(written);
         }
         result
+    }
+
+    /// Sends a held RequestReceived line on its own: its request ended without a closing event
+    /// (the policy omits it, or the request was dropped).
+    fn release(self: &Arc<Self>, line: EventLine) {
+        let Some(log) = &self.log else { return };
+        if log.mode() == Mode::Batch {
+            log.try_enqueue(line);
+        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let auditor = self.clone();
+            handle.spawn(async move {
+                if let Some(log) = &auditor.log
+                    && let Err(e) = log.enqueue(line).await
+                {
+                    tracing::error!(error = %e, "audit event not written");
+                }
+            });
+        }
     }
 
     fn modes(&self) -> impl Iterator<Item = Mode> + '_ {
@@ -196,6 +230,8 @@ struct Outgoing {
     line: Option<EventLine>,
     /// For the webhook backend (boxed: see `emit`).
     event: Option<Box<Event>>,
+    /// An earlier stage's line held back, sent to the log just before `line` in one enqueue.
+    held: Option<EventLine>,
 }
 
 /// One request's audit record: the event being built and what the policy said. Shared by the
@@ -213,7 +249,16 @@ struct RecordState {
     config: Option<AuditConfig>,
     /// The policy's verdict without a user, for requests that fail authentication.
     unauthenticated: AuditConfig,
+    /// Whether `unauthenticated` is the verdict for any user too (no rule names users or
+    /// groups): `received` then takes it instead of evaluating the policy again.
+    final_verdict: bool,
     mutating: bool,
+    /// Whether the RequestReceived line may be held back and sent with the closing event, when
+    /// nobody waits for it: not for a watch, whose first events must be written when it starts.
+    may_hold: bool,
+    /// The RequestReceived line, held back for the closing event's enqueue. Whatever ends the
+    /// request sends it first: `close`, or `Release` when the request is dropped.
+    held: Option<EventLine>,
     /// The serialised `requestURI` through `objectRef` of the RequestReceived event, reused by
     /// the later stages. Those fields are set before RequestReceived is emitted; whatever
     /// changes one of them afterwards must clear this.
@@ -274,8 +319,12 @@ fn source_ips(req: &Request) -> Vec<String> {
 }
 
 /// Opens the record, runs the request, and closes the record.
-pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let auditor = state.audit.clone();
+pub(super) async fn begin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    begin_with(state.audit.clone(), req, next).await
+}
+
+/// [`begin`] with only what it uses of the state.
+async fn begin_with(auditor: Arc<Auditor>, mut req: Request, next: Next) -> Response {
     if !auditor.enabled() {
         return next.run(req).await;
     }
@@ -317,26 +366,40 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
     // What the policy says if authentication fails (no user): decided now, while the request
     // attributes are at hand.
     let path = req.uri().path();
-    let unauthenticated = match req.extensions().get::<RequestInfo>() {
-        Some(info) => auditor
-            .policy
-            .load()
-            .evaluate(&RequestAttributes::from_request_info(info, None, path)),
-        None => auditor.policy.load().evaluate(&RequestAttributes {
-            path,
-            ..RequestAttributes::default()
-        }),
+    let policy = auditor.policy.load();
+    let (unauthenticated, final_verdict) = match req.extensions().get::<RequestInfo>() {
+        Some(info) => (
+            policy.evaluate(&RequestAttributes::from_request_info(info, None, path)),
+            !policy.depends_on_user(),
+        ),
+        None => (
+            policy.evaluate(&RequestAttributes {
+                path,
+                ..RequestAttributes::default()
+            }),
+            false,
+        ),
     };
+    drop(policy);
     let record = Arc::new(Record {
         state: Mutex::new(RecordState {
             event,
             config: None,
             unauthenticated,
+            final_verdict,
             mutating,
+            may_hold: !watch,
+            held: None,
             stable: None,
         }),
     });
     req.extensions_mut().insert(record.clone());
+    // A request dropped before its closing event (the client went away) still gets its
+    // RequestReceived written.
+    let release = Release {
+        auditor: &auditor,
+        record: &record,
+    };
 
     let outcome = std::panic::AssertUnwindSafe(next.run(req))
         .catch_unwind()
@@ -386,6 +449,7 @@ pub(super) async fn begin(State(state): State<AppState>, mut req: Request, next:
             None,
         )
         .await;
+        drop(release);
         let (parts, body) = response.into_parts();
         let guard = CompleteOnDrop {
             auditor: Some(auditor),
@@ -481,37 +545,47 @@ async fn close(
         // Authentication failed (or never ran): the policy decides without a user.
         let fallback = st.unauthenticated;
         let config = *st.config.get_or_insert(fallback);
+        let held = st.held.take();
         if config.level == Level::None || !config.emits(stage) {
-            return;
-        }
-        let st = &mut *st;
-        let event = &mut st.event;
-        event.stage = stage;
-        event.stage_timestamp = MicroTime::new(Timestamp::now());
-        event.response_status = Some(response_status(code, status));
-        if let Some(body) = response_body {
-            // uid and resourceVersion of the object answered, as upstream records them.
-            if let Some(r) = event.object_ref.as_mut() {
-                let meta = |k: &str| {
-                    body.pointer(&format!("/metadata/{k}"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned()
-                };
-                if body.get("kind").and_then(Value::as_str) != Some("Status") {
-                    r.uid = meta("uid");
-                    r.resource_version = meta("resourceVersion");
-                    st.stable = None;
+            // Only a RequestReceived held back goes out.
+            let out = Outgoing {
+                line: held,
+                event: None,
+                held: None,
+            };
+            (out, false)
+        } else {
+            let st = &mut *st;
+            let event = &mut st.event;
+            event.stage = stage;
+            event.stage_timestamp = MicroTime::new(Timestamp::now());
+            event.response_status = Some(response_status(code, status));
+            if let Some(body) = response_body {
+                // uid and resourceVersion of the object answered, as upstream records them.
+                if let Some(r) = event.object_ref.as_mut() {
+                    let meta = |k: &str| {
+                        body.pointer(&format!("/metadata/{k}"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    if body.get("kind").and_then(Value::as_str) != Some("Status") {
+                        r.uid = meta("uid");
+                        r.resource_version = meta("resourceVersion");
+                        st.stable = None;
+                    }
                 }
+                event.response_object = Some(body);
             }
-            event.response_object = Some(body);
+            event.apply_level(&config);
+            let mut out = auditor.outgoing(event, st.stable.as_deref());
+            out.held = held;
+            (out, auditor.strict() || (st.mutating && auditor.blocking()))
         }
-        event.apply_level(&config);
-        (
-            auditor.outgoing(event, st.stable.as_deref()),
-            auditor.strict() || (st.mutating && auditor.blocking()),
-        )
     };
+    if out.line.is_none() && out.event.is_none() && out.held.is_none() {
+        return;
+    }
     if let Err(e) = auditor.emit(out, durable).await {
         let audit_id = record.lock().event.audit_id.clone();
         tracing::error!(audit_id = %audit_id, error = %e, stage = stage.as_str(), "audit event not written");
@@ -525,7 +599,16 @@ async fn close(
 /// and above, and emits RequestReceived; refuses the request when that must be durable and
 /// cannot be.
 pub(super) async fn received(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let auditor = &state.audit;
+    received_with(&state.audit, &state.metrics, req, next).await
+}
+
+/// [`received`] with only what it uses of the state.
+async fn received_with(
+    auditor: &Auditor,
+    metrics: &super::Metrics,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(record) = req.extensions().get::<Arc<Record>>().cloned() else {
         return next.run(req).await;
     };
@@ -537,15 +620,19 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         let user = ext.get::<UserInfo>();
         ext.get::<RequestInfo>().map(|info| {
             let requester_user = requester.or(user);
-            let config = auditor
-                .policy
-                .load()
-                .evaluate(&RequestAttributes::from_request_info(
-                    info,
-                    requester_user,
-                    req.uri().path(),
-                ));
             let mut st = record.lock();
+            let config = if st.final_verdict {
+                st.unauthenticated
+            } else {
+                auditor
+                    .policy
+                    .load()
+                    .evaluate(&RequestAttributes::from_request_info(
+                        info,
+                        requester_user,
+                        req.uri().path(),
+                    ))
+            };
             st.config = Some(config);
             if let Some(u) = requester_user {
                 st.event.user = u.clone();
@@ -602,19 +689,25 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
             let mut st = record.lock();
             // The event is at RequestReceived until the response: the level applies in place.
             st.event.apply_level(&config);
-            let out = auditor.outgoing(&st.event, None);
+            let mut out = auditor.outgoing(&st.event, None);
             st.stable = out
                 .line
                 .as_ref()
                 .and_then(EventLine::stable_part)
                 .map(<[u8]>::to_vec);
-            (out, auditor.strict() || (mutating && auditor.blocking()))
+            let durable = auditor.strict() || (mutating && auditor.blocking());
+            if !durable && st.may_hold {
+                // Nobody waits for it: it goes to the log with the closing event, in one
+                // enqueue (the webhook still gets it now).
+                st.held = out.line.take();
+            }
+            (out, durable)
         };
         match auditor.emit(out, durable).await {
             Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),
             Ok(()) => {}
             Err(e) if durable => {
-                state.metrics.audit_rejected();
+                metrics.audit_rejected();
                 tracing::error!(error = %e, "audit event not written; the request is refused");
                 return status_response(&Status::internal(format!(
                     "failed to store audit event: {e}"
@@ -624,10 +717,25 @@ pub(super) async fn received(State(state): State<AppState>, req: Request, next: 
         }
     }
     if mutating && auditor.failing.load(Ordering::Relaxed) {
-        state.metrics.audit_rejected();
+        metrics.audit_rejected();
         return refuse_mutation();
     }
     next.run(req).await
+}
+
+/// Sends the held RequestReceived line if the request ends (or is dropped) without a closing
+/// event having taken it.
+struct Release<'a> {
+    auditor: &'a Arc<Auditor>,
+    record: &'a Record,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Some(line) = self.record.lock().held.take() {
+            self.auditor.release(line);
+        }
+    }
 }
 
 fn refuse_mutation() -> Response {
@@ -681,3 +789,6 @@ impl<S: futures_util::Stream + Unpin> futures_util::Stream for WithGuard<S> {
         std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;

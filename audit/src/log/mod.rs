@@ -277,6 +277,9 @@ pub struct LogBackend {
 enum Job {
     Event {
         line: EventLine,
+        /// A second line written right after `line`, in the same file (the two stages of a
+        /// request nobody waits for).
+        then: Option<EventLine>,
         ack: Option<oneshot::Sender<Result<Receipt, WriteError>>>,
     },
     Flush(oneshot::Sender<Result<(), WriteError>>),
@@ -367,6 +370,7 @@ impl LogBackend {
         let (ack, done) = oneshot::channel();
         let job = Job::Event {
             line: event.into(),
+            then: None,
             ack: Some(ack),
         };
         self.tx.send(job).await.map_err(|_| WriteError::Closed)?;
@@ -380,6 +384,23 @@ impl LogBackend {
     pub async fn enqueue(&self, event: impl Into<EventLine>) -> Result<(), WriteError> {
         let job = Job::Event {
             line: event.into(),
+            then: None,
+            ack: None,
+        };
+        self.tx.send(job).await.map_err(|_| WriteError::Closed)
+    }
+
+    /// As [`LogBackend::enqueue`] for two events sent at once: `first` then `second`, next to
+    /// each other in the same file, each with its own chain link. One queue send instead of
+    /// two, for the two stages of a request nobody waits for.
+    pub async fn enqueue_pair(
+        &self,
+        first: impl Into<EventLine>,
+        second: impl Into<EventLine>,
+    ) -> Result<(), WriteError> {
+        let job = Job::Event {
+            line: first.into(),
+            then: Some(second.into()),
             ack: None,
         };
         self.tx.send(job).await.map_err(|_| WriteError::Closed)
@@ -391,6 +412,7 @@ impl LogBackend {
         let (ack, done) = oneshot::channel();
         let job = Job::Event {
             line: event.into(),
+            then: None,
             ack: Some(ack),
         };
         self.tx.blocking_send(job).map_err(|_| WriteError::Closed)?;
@@ -400,14 +422,38 @@ impl LogBackend {
     /// Queues an event without waiting (batch mode). Never blocks: when the queue is full the
     /// event is dropped, counted and logged, and `false` is returned.
     pub fn try_enqueue(&self, event: impl Into<EventLine>) -> bool {
-        let job = Job::Event {
+        self.try_send(Job::Event {
             line: event.into(),
+            then: None,
             ack: None,
+        })
+    }
+
+    /// As [`LogBackend::try_enqueue`] for two events, as [`LogBackend::enqueue_pair`] writes
+    /// them. Both are dropped when the queue is full.
+    pub fn try_enqueue_pair(
+        &self,
+        first: impl Into<EventLine>,
+        second: impl Into<EventLine>,
+    ) -> bool {
+        self.try_send(Job::Event {
+            line: first.into(),
+            then: Some(second.into()),
+            ack: None,
+        })
+    }
+
+    fn try_send(&self, job: Job) -> bool {
+        let events = match &job {
+            Job::Event { then: Some(_), .. } => 2,
+            _ => 1,
         };
         match self.tx.try_send(job) {
             Ok(()) => true,
             Err(e) => {
-                self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .events_dropped
+                    .fetch_add(events, Ordering::Relaxed);
                 let (why, job) = match e {
                     mpsc::error::TrySendError::Full(job) => ("audit buffer queue blocked", job),
                     mpsc::error::TrySendError::Closed(job) => ("audit backend shut down", job),

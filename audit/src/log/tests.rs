@@ -162,6 +162,62 @@ fn rotation_by_size_never_splits_a_line_and_the_chain_continues() {
     assert_eq!(r.events, 60);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_is_written_in_order_in_one_file_with_a_link_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = LogBackend::open(LogConfig {
+        max_size: 2000,
+        max_backups: 0,
+        max_age_days: 0,
+        ..config(&path)
+    })
+    .unwrap();
+    for i in 0..30 {
+        log.enqueue_pair(event(2 * i), event(2 * i + 1))
+            .await
+            .unwrap();
+    }
+    log.flush().await.unwrap();
+    let stats = log.stats();
+    assert_eq!(stats.events_written, 60);
+    log.close();
+    let files = files_in(dir.path());
+    assert!(files.len() > 3, "{files:?}");
+    let mut uris = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).unwrap();
+        let events: Vec<Event> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // Every file holds whole pairs: an even event first, its odd partner next.
+        assert_eq!(events.len() % 2, 0, "{f:?}");
+        for pair in events.chunks(2) {
+            let n = |e: &Event| e.audit_id.trim_start_matches("id-").parse::<u64>().unwrap();
+            assert_eq!(
+                (n(&pair[0]) % 2, n(&pair[1])),
+                (0, n(&pair[0]) + 1),
+                "{f:?}"
+            );
+        }
+        uris.extend(events.into_iter().map(|e| e.request_uri));
+    }
+    let expected: Vec<String> = (0..60)
+        .map(|n| format!("/api/v1/namespaces/default/configmaps/c{n}"))
+        .collect();
+    uris.sort_by_key(|u| u.rsplit('c').next().unwrap().parse::<u64>().unwrap());
+    assert_eq!(uris, expected);
+    let r = verify(
+        &files,
+        VerifyOptions {
+            require_start: true,
+        },
+    );
+    assert!(r.is_intact(), "{:?}", r.problem);
+    assert_eq!(r.events, 60);
+}
+
 #[test]
 fn a_line_larger_than_max_size_gets_a_file_of_its_own() {
     let dir = tempfile::tempdir().unwrap();

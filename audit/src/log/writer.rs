@@ -67,6 +67,8 @@ fn awaited(job: &Job) -> bool {
 /// A sealed line waiting to be written.
 struct Pending {
     job: usize,
+    /// The second line of its job: written in the same file as the one before it.
+    joined: bool,
     range: std::ops::Range<usize>,
     link: Link,
 }
@@ -113,20 +115,25 @@ impl Writer {
         let mut chain = self.chain;
         for (i, job) in jobs.iter_mut().enumerate() {
             results.push(None);
-            if let Job::Event { line, .. } = job {
-                let start = buf.len();
-                match chain.seal_line(line, &mut buf) {
-                    Ok(link) => pending.push(Pending {
-                        job: i,
-                        range: start..buf.len(),
-                        link,
-                    }),
-                    Err(e) => {
-                        tracing::error!(audit_id = %line.audit_id(), error = %e, "audit event not written");
-                        if let Some(slot) = results.get_mut(i) {
-                            *slot = Some(Err(WriteError::Event(e.to_string())));
+            if let Job::Event { line, then, .. } = job {
+                let mut joined = false;
+                for line in std::iter::once(&*line).chain(then.as_ref()) {
+                    let start = buf.len();
+                    match chain.seal_line(line, &mut buf) {
+                        Ok(link) => pending.push(Pending {
+                            job: i,
+                            joined,
+                            range: start..buf.len(),
+                            link,
+                        }),
+                        Err(e) => {
+                            tracing::error!(audit_id = %line.audit_id(), error = %e, "audit event not written");
+                            if let Some(slot) = results.get_mut(i) {
+                                *slot = Some(Err(WriteError::Event(e.to_string())));
+                            }
                         }
                     }
+                    joined = true;
                 }
             }
         }
@@ -212,8 +219,17 @@ impl Writer {
         let mut chunk_bytes = 0u64;
         for (k, p) in pending.iter().enumerate() {
             let len = p.range.len() as u64;
+            // A job's two lines stay in one file: the decision to rotate is taken before the
+            // first, for both.
+            let group = match pending.get(k + 1) {
+                Some(next) if next.joined => len + next.range.len() as u64,
+                _ => len,
+            };
             let size = self.size();
-            if self.rotating() && size + chunk_bytes > 0 && size + chunk_bytes + len > self.max_size
+            if !p.joined
+                && self.rotating()
+                && size + chunk_bytes > 0
+                && size + chunk_bytes + group > self.max_size
             {
                 if chunk_bytes > 0 {
                     // A file about to be rotated away is always fsynced.

@@ -86,12 +86,18 @@ pub struct PolicyEvaluator {
     rules: Vec<(PolicyRule, StageSet)>,
     omit_stages: StageSet,
     omit_managed_fields: bool,
+    /// Whether some rule names users or groups.
+    depends_on_user: bool,
 }
 
 impl PolicyEvaluator {
     /// Compiles a policy (which should have passed [`Policy::validate`]).
     pub fn new(policy: Policy) -> Self {
         let omit_stages: StageSet = policy.omit_stages.iter().copied().collect();
+        let depends_on_user = policy
+            .rules
+            .iter()
+            .any(|rule| !rule.users.is_empty() || !rule.user_groups.is_empty());
         let rules = policy
             .rules
             .into_iter()
@@ -109,7 +115,15 @@ impl PolicyEvaluator {
             rules,
             omit_stages,
             omit_managed_fields: policy.omit_managed_fields,
+            depends_on_user,
         }
+    }
+
+    /// Whether the verdict can depend on the user: some rule names users or groups. When it
+    /// does not, a request's verdict without a user is its verdict for any user, and the
+    /// gateway evaluates once per request.
+    pub fn depends_on_user(&self) -> bool {
+        self.depends_on_user
     }
 
     /// The audit configuration of a request: from the first rule that matches, or level `None`

@@ -924,3 +924,28 @@ fn dns_subdomain_check() {
         assert!(!validate::is_dns_subdomain(bad), "{bad}");
     }
 }
+
+#[test]
+fn a_policy_without_user_rules_gives_every_user_the_verdict_of_no_user() {
+    let user = tim();
+    for (req, _, rules) in LEVEL_CASES {
+        let evaluator = PolicyEvaluator::new(Policy {
+            rules: rules.iter().map(|r| rule(r)).collect(),
+            omit_stages: Vec::new(),
+            omit_managed_fields: false,
+        });
+        let names_users = rules.iter().any(|r| {
+            let r = rule(r);
+            !r.users.is_empty() || !r.user_groups.is_empty()
+        });
+        assert_eq!(evaluator.depends_on_user(), names_users, "rules {rules:?}");
+        if !names_users {
+            let with_user = evaluator.evaluate(&attrs(req, &user));
+            let without = evaluator.evaluate(&RequestAttributes {
+                user: None,
+                ..attrs(req, &user)
+            });
+            assert_eq!(with_user, without, "request {req}, rules {rules:?}");
+        }
+    }
+}
