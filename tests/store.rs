@@ -625,3 +625,14 @@ async fn next(w: &mut WatchStream) -> Arc<WatchEvent> {
 #[cfg(feature = "etcd")]
 #[path = "store/etcd.rs"]
 mod etcd;
+
+/// Without the `etcd` feature the etcd half of this suite (and `tests/replicas.rs`) is not
+/// built; say so by failing rather than passing with half the suite missing.
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn etcd_cases_need_the_etcd_feature() {
+    panic!(
+        "the etcd store and replica tests are not built: run ./scripts/test, or \
+         cargo test --features etcd (needs protoc: apt-get install protobuf-compiler)"
+    );
+}

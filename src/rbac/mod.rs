@@ -107,7 +107,7 @@ impl Rbac {
                     .revision()
                     .await
                     .context("reading the store revision")?;
-                (read_policy_at(store, at).await?, at)
+                (read_policy(store, at).await?, at)
             }
         };
         let snapshot = Snapshot::build(&policy);
@@ -154,11 +154,8 @@ impl Rbac {
     }
 }
 
-async fn list_all(store: &dyn Store, plural: &str) -> Result<Vec<KeyValue>> {
-    list_all_at(store, plural, 0).await
-}
-
-async fn list_all_at(store: &dyn Store, plural: &str, at: u64) -> Result<Vec<KeyValue>> {
+/// Every stored object of an RBAC kind, as of revision `at` (0: the latest).
+async fn list_all(store: &dyn Store, plural: &str, at: u64) -> Result<Vec<KeyValue>> {
     let resource = registry::lookup("rbac.authorization.k8s.io", "v1", plural)
         .with_context(|| format!("{plural} are not registered"))?;
     let all = |_: &KeyValue| true;
@@ -183,18 +180,13 @@ fn parse_all<T: serde::de::DeserializeOwned>(items: &[KeyValue]) -> Vec<T> {
         .collect()
 }
 
-/// Reads every RBAC object of the store.
-pub async fn read_policy(store: &dyn Store) -> Result<Policy> {
-    read_policy_at(store, 0).await
-}
-
 /// Reads every RBAC object of the store as of revision `at` (0: the latest).
-async fn read_policy_at(store: &dyn Store, at: u64) -> Result<Policy> {
+pub async fn read_policy(store: &dyn Store, at: u64) -> Result<Policy> {
     Ok(Policy {
-        cluster_roles: parse_all(&list_all_at(store, "clusterroles", at).await?),
-        roles: parse_all(&list_all_at(store, "roles", at).await?),
-        cluster_role_bindings: parse_all(&list_all_at(store, "clusterrolebindings", at).await?),
-        role_bindings: parse_all(&list_all_at(store, "rolebindings", at).await?),
+        cluster_roles: parse_all(&list_all(store, "clusterroles", at).await?),
+        roles: parse_all(&list_all(store, "roles", at).await?),
+        cluster_role_bindings: parse_all(&list_all(store, "clusterrolebindings", at).await?),
+        role_bindings: parse_all(&list_all(store, "rolebindings", at).await?),
     })
 }
 
@@ -375,7 +367,7 @@ pub async fn aggregate(store: &dyn Store) -> Result<()> {
     let resource = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
         .context("clusterroles are not registered")?;
     for _round in 0..4 {
-        let items = list_all(store, "clusterroles").await?;
+        let items = list_all(store, "clusterroles", 0).await?;
         let (kvs, mut roles): (Vec<KeyValue>, Vec<Value>) = items
             .into_iter()
             .filter_map(|kv| serde_json::from_slice(&kv.value).ok().map(|v| (kv, v)))

@@ -362,8 +362,9 @@ fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError
 }
 
 /// Sorts an etcd failure: the cluster out of reach (or without a leader, or too slow) is
-/// [`StoreError::Unavailable`]; history that was compacted away is [`StoreError::Gone`];
-/// anything else is a backend failure.
+/// [`StoreError::Unavailable`]; history that was compacted away is [`StoreError::Gone`], a
+/// revision not reached yet [`StoreError::Future`] (the caller fills in the revisions); anything
+/// else is a backend failure.
 fn classify(e: etcd_client::Error) -> StoreError {
     use tonic::Code;
     match &e {
@@ -382,6 +383,10 @@ fn classify(e: etcd_client::Error) -> StoreError {
             Code::OutOfRange if s.message().contains("compacted") => StoreError::Gone {
                 requested: 0,
                 oldest: 0,
+            },
+            Code::OutOfRange if s.message().contains("future revision") => StoreError::Future {
+                requested: 0,
+                current: 0,
             },
             Code::InvalidArgument if s.message().contains("too large") => {
                 StoreError::TooLarge(s.message().to_owned())
@@ -652,7 +657,7 @@ impl Store for EtcdStore {
                         oldest: 0,
                     });
                 }
-                Err(StoreError::Backend(e)) if e.to_string().contains("future revision") => {
+                Err(StoreError::Future { .. }) => {
                     let current = self.revision().await.unwrap_or(0);
                     return Err(StoreError::Future {
                         requested: after,
