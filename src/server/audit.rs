@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::FutureExt;
@@ -50,7 +50,7 @@ use super::AppState;
 use super::body::status_response;
 
 /// The header that carries the Audit-ID, in requests and responses.
-const AUDIT_ID_HEADER: &str = "audit-id";
+const AUDIT_ID_HEADER: HeaderName = HeaderName::from_static("audit-id");
 /// Most `X-Forwarded-For` entries recorded in `sourceIPs`.
 const MAX_FORWARDED: usize = 10;
 /// Largest request body kept for `requestObject` (the API's own body limit).
@@ -290,9 +290,12 @@ fn is_mutating(verb: &str) -> bool {
 /// `X-Real-Ip` if not listed, then the peer if it is not the last one. Only the peer is
 /// trustworthy.
 fn source_ips(req: &Request) -> Vec<String> {
+    // Looked up by `HeaderName`: a `&str` name is parsed and checked on every lookup.
+    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
     let mut ips: Vec<String> = Vec::new();
     let headers = req.headers();
-    if let Some(xff) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    if let Some(xff) = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         ips.extend(
             xff.split(',')
                 .filter_map(|s| s.trim().parse::<IpAddr>().ok())
@@ -301,7 +304,7 @@ fn source_ips(req: &Request) -> Vec<String> {
         );
     }
     if let Some(ip) = headers
-        .get("x-real-ip")
+        .get(X_REAL_IP)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<IpAddr>().ok())
         .map(|ip| ip.to_string())
@@ -309,11 +312,10 @@ fn source_ips(req: &Request) -> Vec<String> {
     {
         ips.push(ip);
     }
-    if let Some(peer) = req.extensions().get::<super::Peer>() {
-        let ip = peer.address.ip().to_string();
-        if ips.last() != Some(&ip) {
-            ips.push(ip);
-        }
+    if let Some(peer) = req.extensions().get::<super::Peer>()
+        && ips.last().map(String::as_str) != Some(&*peer.ip)
+    {
+        ips.push(String::from(&*peer.ip));
     }
     ips
 }
@@ -330,6 +332,7 @@ async fn begin_with(auditor: Arc<Auditor>, mut req: Request, next: Next) -> Resp
     }
     let received = Timestamp::now();
     let id = AuditId::from_header(req.headers().get(AUDIT_ID_HEADER).map(|v| v.as_bytes()));
+    let audit_header = audit_id_header(&id);
     let mut event = Event::new(&id, Level::Metadata, Stage::RequestReceived, received);
     event.request_uri = req
         .uri()
@@ -424,11 +427,11 @@ async fn begin_with(auditor: Arc<Auditor>, mut req: Request, next: Next) -> Resp
             )
             .await;
             let mut response = status_response(&status);
-            set_audit_id(&mut response, &record);
+            set_audit_id(&mut response, audit_header);
             return response;
         }
     };
-    set_audit_id(&mut response, &record);
+    set_audit_id(&mut response, audit_header);
     let code = response.status().as_u16();
     let wants_body = record
         .lock()
@@ -509,12 +512,17 @@ fn status_json(status: &Status) -> Option<Value> {
     serde_json::to_value(status).ok()
 }
 
-fn set_audit_id(response: &mut Response, record: &Record) {
-    let id = record.lock().event.audit_id.clone();
-    if let Ok(mut v) = HeaderValue::from_str(&id) {
-        // Unique per response: HPACK must not index it, or every response evicts and re-adds
-        // a dynamic-table entry (and walks the chain of earlier IDs) for nothing.
-        v.set_sensitive(true);
+/// The `Audit-ID` response header for `id`. Unique per response: HPACK must not index it, or
+/// every response evicts and re-adds a dynamic-table entry (and walks the chain of earlier
+/// IDs) for nothing.
+fn audit_id_header(id: &AuditId) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(id.as_str()).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+fn set_audit_id(response: &mut Response, value: Option<HeaderValue>) {
+    if let Some(v) = value {
         response.headers_mut().insert(AUDIT_ID_HEADER, v);
     }
 }

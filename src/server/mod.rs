@@ -112,6 +112,9 @@ pub struct Peer {
     pub certificates: Arc<[CertificateDer<'static>]>,
     /// The client's address.
     pub address: SocketAddr,
+    /// The client's IP address as text, made once per connection for the audit events'
+    /// `sourceIPs`.
+    pub ip: Arc<str>,
     /// The x509 authenticator's verdict on `certificates`, shared by the connection's requests.
     pub verdict: Arc<std::sync::Mutex<Option<CachedVerdict>>>,
 }
@@ -198,6 +201,7 @@ pub async fn serve(
             let peer = Peer {
                 certificates,
                 address,
+                ip: address.ip().to_string().into(),
                 verdict: Arc::default(),
             };
             let service = hyper::service::service_fn(

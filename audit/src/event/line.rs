@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::{Event, MicroTime, ObjectReference, ResponseStatus};
 use crate::chain::{CHAIN_ANNOTATION, ChainError, HASH_HEX_LEN, KEY_PATTERN};
 use crate::lines::MAX_LINE_BYTES;
+use crate::policy::API_VERSION;
 
 /// One event as a log line, missing only its chain value (`<seq>:<sha256 hex>`). Made from an
 /// [`Event`] with `From`; sealed by [`Chain::seal_line`](crate::chain::Chain::seal_line).
@@ -156,10 +157,14 @@ impl Encoded {
     ) -> Result<Encoded, serde_json::Error> {
         out.reserve(1024);
         let o = &mut out;
-        o.extend_from_slice(b"{\"kind\":");
-        write_str(o, &ev.kind)?;
-        o.extend_from_slice(b",\"apiVersion\":");
-        write_str(o, &ev.api_version)?;
+        if ev.kind == "Event" && ev.api_version == API_VERSION {
+            o.extend_from_slice(b"{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\"");
+        } else {
+            o.extend_from_slice(b"{\"kind\":");
+            write_str(o, &ev.kind)?;
+            o.extend_from_slice(b",\"apiVersion\":");
+            write_str(o, &ev.api_version)?;
+        }
         o.extend_from_slice(b",\"level\":\"");
         o.extend_from_slice(ev.level.as_str().as_bytes());
         o.extend_from_slice(b"\",\"auditID\":");
@@ -418,10 +423,16 @@ fn needs_escape(bytes: &[u8]) -> bool {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    // The last 0 to 7 bytes as one more word, padded with spaces (which need no escape).
+    let rest = chunks.remainder();
+    let mut word = [b' '; 8];
+    if let Some(head) = word.get_mut(..rest.len()) {
+        head.copy_from_slice(rest);
+    }
+    let x = u64::from_ne_bytes(word);
+    has_control(x)
+        || has_zero(x ^ (ONES * u64::from(b'"')))
+        || has_zero(x ^ (ONES * u64::from(b'\\')))
 }
 
 fn decimal_len(mut n: u64) -> usize {
@@ -450,8 +461,15 @@ fn write_u64(n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(digits.get(i..).unwrap_or_default());
 }
 
-/// A [`MicroTime`] as its `Display` writes it, without `fmt` for years 1970 to 9999.
+/// A [`MicroTime`] as its `Display` writes it, without `fmt` for years 1970 to 9999. The date
+/// and time of day are the same for every event of one second: each thread keeps the last
+/// second's text, and only the microseconds are written anew.
 pub(crate) fn write_micro_time(out: &mut Vec<u8>, t: MicroTime) {
+    thread_local! {
+        /// The last second written and its `YYYY-MM-DDTHH:MM:SS`.
+        static LAST: std::cell::Cell<(i64, [u8; 19])> =
+            const { std::cell::Cell::new((-1, [0; 19])) };
+    }
     let ts = t.timestamp();
     let secs = ts.as_second();
     let nanos = ts.subsec_nanosecond();
@@ -460,11 +478,28 @@ pub(crate) fn write_micro_time(out: &mut Vec<u8>, t: MicroTime) {
         let _ = write!(out, "{t}");
         return;
     }
+    let (last, mut text) = LAST.get();
+    if last != secs {
+        text = second_text(secs);
+        LAST.set((secs, text));
+    }
+    let micros = nanos / 1000;
+    // .ffffffZ, filled in on the stack.
+    let mut frac = *b".000000Z";
+    let mut n = micros;
+    for digit in frac.iter_mut().skip(1).take(6).rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&frac);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a second since the epoch, from 0 to [`FAST_UNTIL`].
+fn second_text(secs: i64) -> [u8; 19] {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
-    let micros = i64::from(nanos / 1000);
-    // YYYY-MM-DDTHH:MM:SS.ffffffZ, filled in on the stack and copied once.
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut text = *b"0000-00-00T00:00:00";
     for (at, n) in [
         (0, y / 100),
         (2, y % 100),
@@ -473,9 +508,6 @@ pub(crate) fn write_micro_time(out: &mut Vec<u8>, t: MicroTime) {
         (11, rem / 3600),
         (14, rem / 60 % 60),
         (17, rem % 60),
-        (20, micros / 10_000),
-        (22, micros / 100 % 100),
-        (24, micros % 100),
     ] {
         if let Some([hi, lo]) = text
             .get_mut(at..at + 2)
@@ -485,7 +517,7 @@ pub(crate) fn write_micro_time(out: &mut Vec<u8>, t: MicroTime) {
             *lo = b'0' + (n % 10) as u8;
         }
     }
-    out.extend_from_slice(&text);
+    text
 }
 
 /// 10000-01-01T00:00:00Z: no later instant takes the fast path (jiff ends before it).

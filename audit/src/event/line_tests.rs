@@ -99,6 +99,11 @@ fn encodes_exactly_what_serde_json_writes() {
         Timestamp::from_second(0).unwrap(),
     );
     assert_eq!(our_line(&bare, 0), serde_line(&bare, 0));
+    // An event read back from elsewhere may carry another kind or apiVersion.
+    let mut other = full_event();
+    other.kind = "Ev\"ent".into();
+    other.api_version = "audit.k8s.io/v1beta1".into();
+    assert_eq!(our_line(&other, 3), serde_line(&other, 3));
 }
 
 #[test]
@@ -139,6 +144,27 @@ fn micro_time_matches_display_at_the_edges() {
         (253_402_207_200, 0),
         (-1, 0),
         (-62_135_596_800, 0),
+    ] {
+        let t = MicroTime::new(Timestamp::new(secs, nanos).unwrap());
+        let mut out = Vec::new();
+        write_micro_time(&mut out, t);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            t.to_string(),
+            "{secs}.{nanos}"
+        );
+    }
+}
+
+#[test]
+fn micro_time_reuses_a_second_only_for_that_second() {
+    // The same second twice (the cached text), the next second, then back to the first.
+    for (secs, nanos) in [
+        (1_795_000_000, 1_000),
+        (1_795_000_000, 999_999_000),
+        (1_795_000_001, 0),
+        (1_795_000_000, 5_000),
+        (1_795_086_400, 5_000),
     ] {
         let t = MicroTime::new(Timestamp::new(secs, nanos).unwrap());
         let mut out = Vec::new();

@@ -41,12 +41,12 @@ pub const MAX_AUDIT_ID_CHARS: usize = 128;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
-    /// Always `Event`.
+    /// Always `Event` (borrowed: no allocation per event).
     #[serde(default = "event_kind")]
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Always `audit.k8s.io/v1`.
     #[serde(default = "api_version")]
-    pub api_version: String,
+    pub api_version: Cow<'static, str>,
     /// The level the policy chose.
     pub level: Level,
     /// Unique per request; the same on every stage event of one request.
@@ -97,12 +97,12 @@ pub struct Event {
     pub annotations: BTreeMap<String, String>,
 }
 
-fn event_kind() -> String {
-    "Event".to_owned()
+fn event_kind() -> Cow<'static, str> {
+    Cow::Borrowed("Event")
 }
 
-fn api_version() -> String {
-    API_VERSION.to_owned()
+fn api_version() -> Cow<'static, str> {
+    Cow::Borrowed(API_VERSION)
 }
 
 /// `authenticationMetadata` of an event.
@@ -346,7 +346,13 @@ pub struct AuditId(String);
 impl AuditId {
     /// A fresh random (v4) UUID.
     pub fn generate() -> AuditId {
-        AuditId(uuid::Uuid::new_v4().to_string())
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        AuditId(
+            uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut text)
+                .to_owned(),
+        )
     }
 
     /// The value of a client's `Audit-ID` header if it is 1 to [`MAX_AUDIT_ID_CHARS`] characters

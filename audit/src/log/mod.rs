@@ -344,6 +344,7 @@ impl LogBackend {
             last_error: None,
             unsynced: false,
             last_sync: std::time::Instant::now(),
+            buf: Vec::new(),
         };
         let max_batch = config.max_batch.max(1);
         let handle = std::thread::Builder::new()

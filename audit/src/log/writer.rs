@@ -52,10 +52,15 @@ pub(super) struct Writer {
     pub(super) unsynced: bool,
     /// When the file was last fsynced.
     pub(super) last_sync: Instant,
+    /// The last commit's buffer, kept for its capacity: lines are sealed into it without
+    /// growing it again for every group.
+    pub(super) buf: Vec<u8>,
 }
 
 /// How long a group of events nobody waits for lingers to collect more before it is written.
 const LINGER: Duration = Duration::from_millis(1);
+/// The largest commit buffer kept for the next commit.
+const KEPT_BUFFER: usize = 4 << 20;
 /// Lines nobody waits for are fsynced at the latest with the first group commit after this.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -108,8 +113,9 @@ impl Writer {
     /// chunks), fsync per chunk, then acknowledge.
     fn commit(&mut self, jobs: &mut Vec<Job>) {
         let started = Instant::now();
-        let mut buf = Vec::new();
-        let mut pending = Vec::new();
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut pending = Vec::with_capacity(jobs.len() * 2);
         let mut results: Vec<Option<Result<Receipt, WriteError>>> = Vec::with_capacity(jobs.len());
         let before = self.chain;
         let mut chain = self.chain;
@@ -157,6 +163,10 @@ impl Writer {
         if !pending.is_empty() {
             self.record(pending.len(), written, started.elapsed(), &error);
             self.last_error = error;
+        }
+        // Kept unless a burst made it large.
+        if buf.capacity() <= KEPT_BUFFER {
+            self.buf = buf;
         }
         for (job, result) in jobs.drain(..).zip(results) {
             match job {
