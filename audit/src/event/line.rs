@@ -435,13 +435,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
         || has_zero(x ^ (ONES * u64::from(b'\\')))
 }
 
-fn decimal_len(mut n: u64) -> usize {
-    let mut len = 1;
-    while n >= 10 {
-        n /= 10;
-        len += 1;
-    }
-    len
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 fn write_u64(n: u64, out: &mut Vec<u8>) {

@@ -330,3 +330,10 @@ proptest! {
         prop_assert_eq!(reused, EventLine::from(&later));
     }
 }
+
+#[test]
+fn decimal_len_counts_digits() {
+    for n in [0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX / 10, u64::MAX] {
+        assert_eq!(decimal_len(n), n.to_string().len(), "{n}");
+    }
+}
