@@ -179,7 +179,20 @@ pub fn parse(bytes: &[u8], json: bool) -> Result<Vec<Object>, InputError> {
             line: e.line() as u64,
             message: format!("invalid JSON: {e}"),
         })?;
-        flatten(value, 0, line_of_json(text), &mut objects);
+        // JSON is YAML: the items' lines come from the same light pass (or, if the YAML
+        // reader declines the text, the document's line is used).
+        let items = if is_list(&value) {
+            item_lines(text).and_then(|mut l| (l.len() == 1).then(|| l.swap_remove(0).0))
+        } else {
+            None
+        };
+        flatten(
+            value,
+            0,
+            line_of_json(text),
+            items.as_deref().unwrap_or_default(),
+            &mut objects,
+        );
         return Ok(objects);
     }
     let docs: Vec<serde_saphyr::Spanned<Value>> =
@@ -189,11 +202,148 @@ pub fn parse(bytes: &[u8], json: bool) -> Result<Vec<Object>, InputError> {
                 message: format!("invalid YAML: {}", first_line(&e.to_string())),
             }
         })?;
+    // The items of a `List` are reported at their own lines: a second, light pass over a file
+    // that holds one reads where each item starts (or nothing, and the List's line is used).
+    let item_lines = if docs.iter().any(|d| is_list(&d.value)) {
+        item_lines(text).filter(|lines| lines.len() == docs.len())
+    } else {
+        None
+    };
     for (document, doc) in docs.into_iter().enumerate() {
         let line = doc.referenced.line().max(1);
-        flatten(doc.value, document, line, &mut objects);
+        let items = item_lines
+            .as_ref()
+            .and_then(|l| l.get(document))
+            .map(|l| l.0.as_slice())
+            .unwrap_or_default();
+        flatten(doc.value, document, line, items, &mut objects);
     }
     Ok(objects)
+}
+
+/// For each document of `text`, the lines where the items of its `items` sequence start;
+/// `None` if the text cannot be read as YAML under the budget.
+fn item_lines(text: &str) -> Option<Vec<ItemLines>> {
+    serde_saphyr::from_str_multiple_with_options::<ItemLines, Vec<ItemLines>>(text, yaml_options())
+        .ok()
+}
+
+/// The line where each item of a document's `items` sequence starts; empty for a document that
+/// has none. Reads any document without failing, and keeps nothing but the lines.
+struct ItemLines(Vec<u64>);
+
+/// The lines where the elements of a sequence start; empty when the value is not a sequence.
+struct SeqLines(Vec<u64>);
+
+/// Whether a mapping key is `items` (a key of any other value or type is not).
+struct IsItems(bool);
+
+/// Visitor methods for the scalars, which hold no lines.
+macro_rules! no_lines {
+    ($ty:ident) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+        fn visit_bytes<E>(self, _: &[u8]) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+        fn visit_unit<E>(self) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+        fn visit_none<E>(self) -> Result<$ty, E> {
+            Ok($ty(Vec::new()))
+        }
+    };
+}
+
+impl<'de> serde::Deserialize<'de> for ItemLines {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ItemLines;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a YAML document")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ItemLines, A::Error> {
+                let mut lines = Vec::new();
+                while let Some(IsItems(items)) = map.next_key()? {
+                    if items {
+                        lines = map.next_value::<SeqLines>()?.0;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(ItemLines(lines))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ItemLines, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ItemLines(Vec::new()))
+            }
+            no_lines!(ItemLines);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SeqLines {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SeqLines;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a YAML value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SeqLines, A::Error> {
+                let mut lines = Vec::new();
+                while let Some(item) =
+                    seq.next_element::<serde_saphyr::Spanned<serde::de::IgnoredAny>>()?
+                {
+                    lines.push(item.referenced.line().max(1));
+                }
+                Ok(SeqLines(lines))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SeqLines, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(SeqLines(Vec::new()))
+            }
+            no_lines!(SeqLines);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IsItems {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let key = Value::deserialize(d)?;
+        Ok(IsItems(key.as_str() == Some("items")))
+    }
 }
 
 fn line_of_json(text: &str) -> u64 {
@@ -234,19 +384,24 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
-/// Adds a document's objects: the document itself, or the items of a `List`.
-fn flatten(doc: Value, document: usize, line: u64, out: &mut Vec<Object>) {
-    let is_list = doc
-        .get("kind")
+/// Whether a document is a `List` (its `kind` is `List` or ends with it, and it has `items`).
+fn is_list(doc: &Value) -> bool {
+    doc.get("kind")
         .and_then(Value::as_str)
         .is_some_and(|k| k == "List" || k.ends_with("List"))
-        && doc.get("items").is_some_and(Value::is_array);
-    if is_list {
+        && doc.get("items").is_some_and(Value::is_array)
+}
+
+/// Adds a document's objects: the document itself, or the items of a `List`, each at its line in
+/// `item_lines` when known (the document's `line` otherwise).
+fn flatten(doc: Value, document: usize, line: u64, item_lines: &[u64], out: &mut Vec<Object>) {
+    if is_list(&doc) {
         if let Value::Object(mut map) = doc
             && let Some(Value::Array(items)) = map.remove("items")
         {
-            for item in items {
-                flatten(item, document, line, out);
+            for (i, item) in items.into_iter().enumerate() {
+                let at = item_lines.get(i).copied().unwrap_or(line);
+                flatten(item, document, at, &[], out);
             }
         }
         return;
@@ -281,11 +436,59 @@ mod tests {
             })
             .collect();
         assert_eq!(got[0], (0, 2, "a"));
-        assert_eq!(got[1].1, 8);
-        assert_eq!(got[2].1, 8);
+        // The items of a List, each at its own line.
+        // (The empty document between them is not counted.)
+        assert_eq!((got[1].0, got[1].1, got[1].2), (1, 11, "b"));
+        assert_eq!((got[2].0, got[2].1, got[2].2), (1, 12, "c"));
         assert_eq!(got[3].1, 15);
         assert_eq!(got[3].2, "ConfigMap");
         assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn list_items_keep_their_line_in_any_surrounding() {
+        // Block-style items, a scalar document and an empty one (not counted) before the List,
+        // keys of other types, an `items` that is not a list in another document, an item that
+        // is not an object, and an alias (reported where it is used). An anchored item starts
+        // at its first key, the line after the anchor.
+        let text = "just a scalar\n---\n---\nkind: Thing\nitems: {a: 1}\n1: x\n---\n\
+                    kind: PodList\nmetadata: {}\nitems:\n  - &p\n    kind: Pod\n    metadata:\n\
+                    \x20     name: d\n  - 7\n  - kind: Pod\n    metadata: {name: e}\n  - *p\n";
+        let objects = parse(text.as_bytes(), false).unwrap();
+        let got: Vec<(usize, u64, String)> = objects
+            .iter()
+            .map(|o| {
+                let name = o.value["metadata"]["name"].as_str().unwrap_or("-");
+                (o.document, o.line, name.to_owned())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 4, "-".to_owned()),
+                (2, 12, "d".to_owned()),
+                (2, 16, "e".to_owned()),
+                (2, 18, "d".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_list_items_keep_their_line() {
+        let text =
+            "\n{\"kind\": \"List\", \"items\": [\n{\"kind\": \"Pod\"},\n{\"kind\": \"Pod\"}]}";
+        let objects = parse(text.as_bytes(), false).unwrap();
+        assert_eq!(objects.iter().map(|o| o.line).collect::<Vec<_>>(), [3, 4]);
+        // Tabs between JSON tokens are read by the YAML pass too.
+        let text = "{\"kind\":\t\"List\",\n\"items\": [{\"kind\": \"Pod\"},\n{\"kind\": \"Pod\"}]}";
+        let objects = parse(text.as_bytes(), true).unwrap();
+        let lines: Vec<u64> = objects.iter().map(|o| o.line).collect();
+        assert_eq!(lines, [2, 3]);
+        // Text the YAML reader declines (a duplicate key; JSON takes the last) falls back to
+        // the document's line.
+        let text = "{\"kind\": \"List\", \"kind\": \"List\",\n\"items\": [{\"kind\": \"Pod\"},\n{\"kind\": \"Pod\"}]}";
+        let objects = parse(text.as_bytes(), true).unwrap();
+        assert_eq!(objects.iter().map(|o| o.line).collect::<Vec<_>>(), [1, 1]);
     }
 
     #[test]
