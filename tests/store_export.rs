@@ -509,6 +509,76 @@ fn export_of_a_missing_store_says_so() {
     assert!(!data.exists(), "export created a data directory");
 }
 
+/// SIGINT or SIGTERM in the middle of an export removes the partial file and leaves nothing
+/// under the final name. The signal is sent once the partial file exists; an export that
+/// finished first (a race lost) is run again, a few times at most.
+#[test]
+fn an_interrupted_export_leaves_no_file() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let (ok, stderr) = import(&data, joined(&valid_export(20_000)).as_bytes(), &[]);
+    assert!(ok, "{stderr}");
+    for signal in ["INT", "TERM"] {
+        let mut interrupted = false;
+        for _ in 0..5 {
+            let out_dir = tempfile::tempdir().unwrap();
+            let target = out_dir.path().join("backup.jsonl.gz");
+            let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .args([
+                    "store",
+                    "export",
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "-o",
+                ])
+                .arg(&target)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let partial = || {
+                std::fs::read_dir(out_dir.path())
+                    .unwrap()
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().contains(".partial-"))
+            };
+            let started = std::time::Instant::now();
+            while !partial() && child.try_wait().unwrap().is_none() {
+                assert!(started.elapsed().as_secs() < 60, "the export never started");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let status = Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()])
+                .status()
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            if out.status.success() {
+                // It finished before the signal: the export must be whole; try again.
+                assert!(target.exists());
+                continue;
+            }
+            assert!(status.success());
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains(&format!("interrupted by SIG{signal}"))
+                    && stderr.contains("nothing was written to"),
+                "{stderr}"
+            );
+            let left: Vec<String> = std::fs::read_dir(out_dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+            interrupted = true;
+            break;
+        }
+        assert!(
+            interrupted,
+            "five exports finished before SIG{signal} reached them"
+        );
+    }
+}
+
 // === etcd ===
 
 /// Embedded -> etcd -> embedded: the objects and their uids survive both moves; etcd is exported

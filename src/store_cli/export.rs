@@ -74,19 +74,52 @@ async fn write_file(store: &dyn Store, path: &Path, gzip: bool) -> Result<Summar
     let mut file = options
         .open(&partial)
         .with_context(|| format!("creating `{}`", partial.display()))?;
-    let result = async {
+    let export = async {
         let summary = write_to(store, &mut file, gzip).await?;
         file.sync_all()
             .with_context(|| format!("writing `{}`", partial.display()))?;
         std::fs::rename(&partial, path)
             .with_context(|| format!("renaming `{}` to `{}`", partial.display(), path.display()))?;
         Ok(summary)
-    }
-    .await;
+    };
+    // Interrupted (Ctrl-C, or SIGTERM from a job runner): the partial file goes too, and the
+    // final name is never written.
+    let result = tokio::select! {
+        result = export => result,
+        signal = interrupted() => Err(anyhow!(
+            "interrupted by {signal}: nothing was written to `{}`",
+            path.display()
+        )),
+    };
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
     result
+}
+
+/// Waits for SIGINT or SIGTERM and names it (never returns if neither can be listened for).
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 async fn write_to(store: &dyn Store, out: &mut dyn Write, gzip: bool) -> Result<Summary> {
@@ -116,6 +149,9 @@ async fn write_lines(store: &dyn Store, out: &mut dyn Write) -> Result<Summary> 
     let mut start_after: Option<String> = None;
     let mut first = true;
     loop {
+        // A page of the embedded store is read without suspending: yield once per page, so
+        // that an interrupt is seen mid-export.
+        tokio::task::yield_now().await;
         let page = store
             .list(
                 ROOT,

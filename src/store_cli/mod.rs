@@ -58,7 +58,7 @@ pub struct ExportArgs {
 
     /// Where to write the export (`-`: standard output). A file is written beside its final
     /// name and renamed into place when complete, readable by its owner only (the export holds
-    /// Secrets).
+    /// Secrets); a failed or interrupted (SIGINT, SIGTERM) export removes it.
     #[arg(short = 'o', long, default_value = "-", value_name = "FILE")]
     pub output: PathBuf,
 
