@@ -46,6 +46,15 @@ fn start(data_from: Option<&Path>, flags: &[String]) -> Gateway {
     Gateway::start_in(dir, data, &flags)
 }
 
+/// A one-member etcd and two replicas on it, B sharing A's PKI and keys.
+fn two_replicas() -> (Etcd, Gateway, Gateway) {
+    let etcd = Etcd::start(1);
+    let flags = etcd_flags(&etcd);
+    let a = start(None, &flags);
+    let b = start(Some(&a.data), &flags);
+    (etcd, a, b)
+}
+
 /// Polls `check` until it returns true, failing after `limit`; returns how long it took.
 fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -65,10 +74,7 @@ fn can_i(gw: &Gateway, args: &[&str]) -> bool {
 
 #[test]
 fn a_rolebinding_written_through_one_replica_is_enforced_by_the_other() {
-    let etcd = Etcd::start(1);
-    let flags = etcd_flags(&etcd);
-    let a = start(None, &flags);
-    let b = start(Some(&a.data), &flags);
+    let (_etcd, a, b) = two_replicas();
 
     a.kubectl_ok(&["create", "namespace", "team"]);
     let ask = ["list", "pods", "-n", "team", "--as", "alice"];
@@ -142,10 +148,7 @@ fn a_rolebinding_written_through_one_replica_is_enforced_by_the_other() {
 
 #[test]
 fn a_watch_through_one_replica_sees_writes_through_the_other() {
-    let etcd = Etcd::start(1);
-    let flags = etcd_flags(&etcd);
-    let a = start(None, &flags);
-    let b = start(Some(&a.data), &flags);
+    let (_etcd, a, b) = two_replicas();
 
     let mut watch = b
         .kubectl_command(&[
@@ -196,10 +199,7 @@ fn a_watch_through_one_replica_sees_writes_through_the_other() {
 
 #[test]
 fn a_deleted_service_account_stops_authenticating_on_every_replica() {
-    let etcd = Etcd::start(1);
-    let flags = etcd_flags(&etcd);
-    let a = start(None, &flags);
-    let b = start(Some(&a.data), &flags);
+    let (_etcd, a, b) = two_replicas();
 
     a.kubectl_ok(&["create", "serviceaccount", "robot"]);
     let token = a

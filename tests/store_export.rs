@@ -65,6 +65,24 @@ fn export(data: &Path) -> String {
     portcullis_ok(&["store", "export", "--data-dir", data.to_str().unwrap()])
 }
 
+/// Exports the embedded store of `data` to `file`, asserting success; returns stderr (the
+/// summary).
+fn export_to(data: &Path, file: &Path) -> String {
+    let out = portcullis(
+        &[
+            "store",
+            "export",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stderr)
+}
+
 /// The uid and data of the test objects, as kubectl sees them.
 fn snapshot(gw: &Gateway) -> Vec<(String, Value)> {
     let mut seen = Vec::new();
@@ -163,23 +181,8 @@ fn a_backup_restores_into_a_fresh_data_directory_with_the_same_uids_and_data() {
     assert!(gw.terminate().success());
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("backup.jsonl");
-    let out = portcullis(
-        &[
-            "store",
-            "export",
-            "--data-dir",
-            data_dir,
-            "-o",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("configmaps 2"),
-        "{}",
-        text(&out.stderr)
-    );
+    let summary = export_to(&data, &file);
+    assert!(summary.contains("configmaps 2"), "{summary}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -250,14 +253,7 @@ fn a_gzip_export_restores_from_standard_input() {
     assert!(gw.terminate().success());
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("backup.jsonl.gz");
-    portcullis_ok(&[
-        "store",
-        "export",
-        "--data-dir",
-        gw.data.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
+    export_to(&gw.data, &file);
     let gz = std::fs::read(&file).unwrap();
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "a `.gz` output is gzip");
     let target = work.path().join("restored");
@@ -593,14 +589,7 @@ fn objects_move_from_the_embedded_store_to_etcd_and_back() {
     assert!(gw.terminate().success());
     let work = tempfile::tempdir().unwrap();
     let from_embedded = work.path().join("embedded.jsonl");
-    portcullis_ok(&[
-        "store",
-        "export",
-        "--data-dir",
-        gw.data.to_str().unwrap(),
-        "-o",
-        from_embedded.to_str().unwrap(),
-    ]);
+    export_to(&gw.data, &from_embedded);
     let exported = std::fs::read_to_string(&from_embedded).unwrap();
 
     let etcd = Etcd::start(1);

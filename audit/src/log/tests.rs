@@ -52,6 +52,16 @@ fn config(path: &Path) -> LogConfig {
     }
 }
 
+/// [`config`], rotating at 2000 bytes and keeping every backup.
+fn rotating_at_2000_bytes(path: &Path) -> LogConfig {
+    LogConfig {
+        max_size: 2000,
+        max_backups: 0,
+        max_age_days: 0,
+        ..config(path)
+    }
+}
+
 #[test]
 fn writes_chained_lines_that_verify() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,13 +134,7 @@ async fn concurrent_writers_share_group_commits() {
 fn rotation_by_size_never_splits_a_line_and_the_chain_continues() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let log = LogBackend::open(LogConfig {
-        max_size: 2000,
-        max_backups: 0,
-        max_age_days: 0,
-        ..config(&path)
-    })
-    .unwrap();
+    let log = LogBackend::open(rotating_at_2000_bytes(&path)).unwrap();
     for i in 0..60 {
         log.write_blocking(event(i)).unwrap();
     }
@@ -166,13 +170,7 @@ fn rotation_by_size_never_splits_a_line_and_the_chain_continues() {
 async fn a_pair_is_written_in_order_in_one_file_with_a_link_each() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let log = LogBackend::open(LogConfig {
-        max_size: 2000,
-        max_backups: 0,
-        max_age_days: 0,
-        ..config(&path)
-    })
-    .unwrap();
+    let log = LogBackend::open(rotating_at_2000_bytes(&path)).unwrap();
     for i in 0..30 {
         log.enqueue_pair(event(2 * i), event(2 * i + 1))
             .await
