@@ -115,6 +115,22 @@ async fn blocking_webhook_loses_nothing_when_the_receiver_fails_is_slow_or_down(
         delivered(&receiver, &id, "RequestReceived")
             && delivered(&receiver, &id, "ResponseComplete")
     );
+    // The annotations added while the request was served travel with the webhook's events.
+    {
+        let events = receiver.events.lock().unwrap();
+        let done = events
+            .iter()
+            .find(|e| e["auditID"] == id && e["stage"] == "ResponseComplete")
+            .unwrap();
+        assert_eq!(
+            done["annotations"]["authorization.k8s.io/decision"],
+            "allow"
+        );
+        assert_eq!(
+            done["annotations"]["authentication.portcullis.dev/method"],
+            "x509"
+        );
+    }
 
     // Slow once (longer than nothing, shorter than the attempt timeout): delivered.
     receiver.slow_ms.store(1500, Ordering::SeqCst);

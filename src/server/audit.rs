@@ -28,6 +28,7 @@
 //!
 //! Authorization and admission add their annotations to the [`Record`] as they decide.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,7 @@ use axum::response::Response;
 use futures_util::FutureExt;
 use jiff::Timestamp;
 use portcullis_api::{RequestInfo, Status, UserInfo};
-use portcullis_audit::event::EventLine;
+use portcullis_audit::event::{Annotations, EventLine};
 use portcullis_audit::log::{LogBackend, Mode, WriteError};
 use portcullis_audit::policy::{AuditConfig, Level, PolicyEvaluator, RequestAttributes, Stage};
 use portcullis_audit::{AuditId, Event, MicroTime, WebhookBackend};
@@ -137,16 +138,26 @@ impl Auditor {
         Ok(())
     }
 
-    /// What each backend needs of `event`: its serialised line for the log, a copy for the
-    /// webhook. Made while the record is locked; nothing is copied for a backend that is off.
-    /// `stable` is the serialised `requestURI`..`objectRef` of an earlier stage, still valid.
-    fn outgoing(&self, event: &Event, stable: Option<&[u8]>) -> Outgoing {
+    /// What each backend needs of `event` and the record's `annotations`: its serialised line
+    /// for the log, a copy holding the annotations for the webhook. Made while the record is
+    /// locked; nothing is copied for a backend that is off. `stable` is the serialised
+    /// `requestURI`..`objectRef` of an earlier stage, still valid.
+    fn outgoing(
+        &self,
+        event: &Event,
+        annotations: &Annotations,
+        stable: Option<&[u8]>,
+    ) -> Outgoing {
         Outgoing {
-            line: self.log.as_ref().map(|_| match stable {
-                Some(bytes) => EventLine::with_stable_part(event, bytes),
-                None => EventLine::from(event),
+            line: self
+                .log
+                .as_ref()
+                .map(|_| EventLine::with_parts(event, stable, annotations)),
+            event: self.webhook.as_ref().map(|_| {
+                let mut event = Box::new(event.clone());
+                annotations.copy_into(&mut event.annotations);
+                event
             }),
-            event: self.webhook.as_ref().map(|_| Box::new(event.clone())),
             held: None,
         }
     }
@@ -234,9 +245,10 @@ struct Outgoing {
     held: Option<EventLine>,
 }
 
-/// One request's audit record: the event being built and what the policy said. Shared by the
-/// layers through the request's extensions. The event is updated in place for each stage
-/// (stage, timestamp, response status) and serialised from there: never copied for the log.
+/// One request's audit record: the event being built, its annotations and what the policy
+/// said. Shared by the layers through the request's extensions. The event is updated in place
+/// for each stage (stage, timestamp, response status) and serialised from there: never copied
+/// for the log.
 #[derive(Debug)]
 pub struct Record {
     state: Mutex<RecordState>,
@@ -245,6 +257,9 @@ pub struct Record {
 #[derive(Debug)]
 struct RecordState {
     event: Event,
+    /// The annotations added while the request is served, kept out of `event` (whose map
+    /// would allocate every key and value): merged into each line as it is written.
+    annotations: Annotations,
     /// The policy's verdict, once the user is known.
     config: Option<AuditConfig>,
     /// The policy's verdict without a user, for requests that fail authentication.
@@ -259,10 +274,21 @@ struct RecordState {
     /// The RequestReceived line, held back for the closing event's enqueue. Whatever ends the
     /// request sends it first: `close`, or `Release` when the request is dropped.
     held: Option<EventLine>,
-    /// The serialised `requestURI` through `objectRef` of the RequestReceived event, reused by
-    /// the later stages. Those fields are set before RequestReceived is emitted; whatever
-    /// changes one of them afterwards must clear this.
-    stable: Option<Vec<u8>>,
+    /// Where the serialised `requestURI` through `objectRef` of the RequestReceived event is,
+    /// for the later stages to reuse. Those fields are set before RequestReceived is emitted;
+    /// whatever changes one of them afterwards must set this to [`Stable::None`].
+    stable: Stable,
+}
+
+/// Where a record's serialised `requestURI`..`objectRef` is kept.
+#[derive(Debug)]
+enum Stable {
+    /// Not kept (or no longer valid): the next line serialises the fields.
+    None,
+    /// In the held RequestReceived line: read from there, not copied.
+    InHeld,
+    /// A copy, for a request whose RequestReceived line was sent at once.
+    Copied(Vec<u8>),
 }
 
 impl Record {
@@ -271,11 +297,8 @@ impl Record {
     }
 
     /// Adds an annotation (`authorization.k8s.io/decision`, `pod-security.kubernetes.io/...`).
-    pub fn annotate(&self, key: impl Into<String>, value: impl Into<String>) {
-        self.lock()
-            .event
-            .annotations
-            .insert(key.into(), value.into());
+    pub fn annotate(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+        self.lock().annotations.insert(key, value);
     }
 }
 
@@ -387,13 +410,14 @@ async fn begin_with(auditor: Arc<Auditor>, mut req: Request, next: Next) -> Resp
     let record = Arc::new(Record {
         state: Mutex::new(RecordState {
             event,
+            annotations: Annotations::new(),
             config: None,
             unauthenticated,
             final_verdict,
             mutating,
             may_hold: !watch,
             held: None,
-            stable: None,
+            stable: Stable::None,
         }),
     });
     req.extensions_mut().insert(record.clone());
@@ -487,9 +511,8 @@ async fn begin_with(auditor: Arc<Auditor>, mut req: Request, next: Next) -> Resp
         } else {
             record
                 .lock()
-                .event
                 .annotations
-                .insert("audit.k8s.io/truncated".into(), "true".into());
+                .insert(portcullis_audit::event::ANNOTATION_TRUNCATED, "true");
         }
     }
     close(
@@ -580,13 +603,18 @@ async fn close(
                     if body.get("kind").and_then(Value::as_str) != Some("Status") {
                         r.uid = meta("uid");
                         r.resource_version = meta("resourceVersion");
-                        st.stable = None;
+                        st.stable = Stable::None;
                     }
                 }
                 event.response_object = Some(body);
             }
             event.apply_level(&config);
-            let mut out = auditor.outgoing(event, st.stable.as_deref());
+            let stable = match &st.stable {
+                Stable::None => None,
+                Stable::InHeld => held.as_ref().and_then(EventLine::stable_part),
+                Stable::Copied(bytes) => Some(bytes.as_slice()),
+            };
+            let mut out = auditor.outgoing(event, &st.annotations, stable);
             out.held = held;
             (out, auditor.strict() || (st.mutating && auditor.blocking()))
         }
@@ -697,17 +725,15 @@ async fn received_with(
             let mut st = record.lock();
             // The event is at RequestReceived until the response: the level applies in place.
             st.event.apply_level(&config);
-            let mut out = auditor.outgoing(&st.event, None);
-            st.stable = out
-                .line
-                .as_ref()
-                .and_then(EventLine::stable_part)
-                .map(<[u8]>::to_vec);
+            let mut out = auditor.outgoing(&st.event, &st.annotations, None);
             let durable = auditor.strict() || (mutating && auditor.blocking());
-            if !durable && st.may_hold {
+            if !durable && st.may_hold && out.line.is_some() {
                 // Nobody waits for it: it goes to the log with the closing event, in one
                 // enqueue (the webhook still gets it now).
                 st.held = out.line.take();
+                st.stable = Stable::InHeld;
+            } else if let Some(bytes) = out.line.as_ref().and_then(EventLine::stable_part) {
+                st.stable = Stable::Copied(bytes.to_vec());
             }
             (out, durable)
         };

@@ -494,7 +494,7 @@ pub(super) async fn authorize(
         );
         let reason = decision.reason();
         if !reason.is_empty() {
-            record.annotate("authorization.k8s.io/reason", reason);
+            record.annotate("authorization.k8s.io/reason", reason.to_owned());
         }
     }
     if !decision.is_allowed() {

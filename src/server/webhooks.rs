@@ -151,9 +151,12 @@ async fn review(state: &AppState, req: Request, mutating: bool) -> Result<Respon
     // by `validate`).
     if let Some(record) = &record {
         let object = format!("{} {}/{}", s("/kind/kind"), s("/namespace"), s("/name"));
-        record.annotate("review.portcullis.dev/user", s("/userInfo/username"));
+        record.annotate(
+            "review.portcullis.dev/user",
+            s("/userInfo/username").to_owned(),
+        );
         record.annotate("review.portcullis.dev/object", object);
-        record.annotate("review.portcullis.dev/operation", operation);
+        record.annotate("review.portcullis.dev/operation", operation.to_owned());
         record.annotate(
             "review.portcullis.dev/allowed",
             response["allowed"].to_string(),

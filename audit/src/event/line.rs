@@ -14,7 +14,7 @@ use std::ops::Range;
 use portcullis_api::UserInfo;
 use serde::Serialize;
 
-use super::{Event, MicroTime, ObjectReference, ResponseStatus};
+use super::{Annotations, Event, MicroTime, ObjectReference, ResponseStatus};
 use crate::chain::{CHAIN_ANNOTATION, ChainError, HASH_HEX_LEN, KEY_PATTERN};
 use crate::lines::MAX_LINE_BYTES;
 use crate::policy::API_VERSION;
@@ -53,7 +53,7 @@ impl From<&Event> for EventLine {
     /// When the line might exceed [`MAX_LINE_BYTES`], the same event without bodies is
     /// serialised too, for the writer to fall back on.
     fn from(event: &Event) -> EventLine {
-        EventLine::encode(event, None)
+        EventLine::encode(event, None, &Annotations::new())
     }
 }
 
@@ -64,13 +64,18 @@ impl From<Event> for EventLine {
 }
 
 impl EventLine {
-    /// As `EventLine::from(event)`, but with the fields from `requestURI` through `objectRef`
-    /// copied from `stable` instead of serialised: what [`EventLine::stable_part`] gave for an
-    /// earlier stage of the same request. The caller guarantees that those fields (`requestURI`,
-    /// `verb`, `user`, `impersonatedUser`, `authenticationMetadata`, `sourceIPs`, `userAgent`,
-    /// `objectRef`) have not changed since.
-    pub fn with_stable_part(event: &Event, stable: &[u8]) -> EventLine {
-        EventLine::encode(event, Some(stable))
+    /// As `EventLine::from(event)`, with `annotations` written among the event's own (in key
+    /// order; the event's value wins where both have a key), and, when `stable` is given, the
+    /// fields from `requestURI` through `objectRef` copied from it instead of serialised: what
+    /// [`EventLine::stable_part`] gave for an earlier stage of the same request. The caller
+    /// guarantees that those fields (`requestURI`, `verb`, `user`, `impersonatedUser`,
+    /// `authenticationMetadata`, `sourceIPs`, `userAgent`, `objectRef`) have not changed since.
+    pub fn with_parts(
+        event: &Event,
+        stable: Option<&[u8]>,
+        annotations: &Annotations,
+    ) -> EventLine {
+        EventLine::encode(event, stable, annotations)
     }
 
     /// The serialised fields from `requestURI` through `objectRef`, which stay the same over
@@ -81,12 +86,17 @@ impl EventLine {
         line.bytes.get(line.stable.clone())
     }
 
-    fn encode(event: &Event, stable: Option<&[u8]>) -> EventLine {
-        let encoded = Encoded::new(event, Vec::new(), stable).and_then(|mut line| {
+    fn encode(event: &Event, stable: Option<&[u8]>, annotations: &Annotations) -> EventLine {
+        let encoded = Encoded::new(event, Vec::new(), stable, annotations).and_then(|mut line| {
             if line.len_with(u64::MAX) > MAX_LINE_BYTES {
                 let mut bare = event.clone();
                 bare.truncate_bodies();
-                line.truncated = Some(Box::new(Encoded::new(&bare, Vec::new(), None)?));
+                line.truncated = Some(Box::new(Encoded::new(
+                    &bare,
+                    Vec::new(),
+                    None,
+                    annotations,
+                )?));
             }
             Ok(line)
         });
@@ -154,6 +164,7 @@ impl Encoded {
         ev: &Event,
         mut out: Vec<u8>,
         stable: Option<&[u8]>,
+        extra: &Annotations,
     ) -> Result<Encoded, serde_json::Error> {
         out.reserve(1024);
         let o = &mut out;
@@ -209,8 +220,8 @@ impl Encoded {
             o.push(b'"');
         };
         let mut chain_written = false;
-        for (k, v) in &ev.annotations {
-            match k.as_str().cmp(CHAIN_ANNOTATION) {
+        for (k, v) in merged(&ev.annotations, extra) {
+            match k.cmp(CHAIN_ANNOTATION) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => continue,
                 std::cmp::Ordering::Greater if !chain_written => {
@@ -238,6 +249,27 @@ impl Encoded {
             stable,
         })
     }
+}
+
+/// The event's annotations and `extra`, in key order; where both have a key, the event's.
+fn merged<'a>(
+    map: &'a std::collections::BTreeMap<String, String>,
+    extra: &'a Annotations,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    let mut a = map.iter().map(|(k, v)| (k.as_str(), v.as_str())).peekable();
+    let mut b = extra.iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => match x.0.cmp(y.0) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Equal => {
+                b.next();
+                a.next()
+            }
+            std::cmp::Ordering::Greater => b.next(),
+        },
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// The fields from `requestURI` through `objectRef`, each with its leading comma.

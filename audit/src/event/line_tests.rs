@@ -322,9 +322,42 @@ proptest! {
         later
             .annotations
             .insert("authorization.k8s.io/decision".into(), "allow".into());
-        let reused = EventLine::with_stable_part(&later, first.stable_part().unwrap());
+        let reused =
+            EventLine::with_parts(&later, first.stable_part(), &Annotations::new());
         prop_assert_eq!(reused, EventLine::from(&later));
     }
+
+    #[test]
+    fn annotations_kept_apart_are_written_as_if_the_event_held_them(
+        ev in event(),
+        extra in prop::collection::vec(("[a-z./-]{1,12}|portcullis.dev/audit-chain", "[ -~]{0,8}"), 0..6),
+    ) {
+        let mut kept = Annotations::new();
+        let mut expected = ev.clone();
+        for (k, v) in extra {
+            kept.insert(k, v);
+        }
+        for (k, v) in kept.iter() {
+            // The event's own value wins over a kept one.
+            expected.annotations.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+        }
+        prop_assert_eq!(EventLine::with_parts(&ev, None, &kept), EventLine::from(&expected));
+    }
+}
+
+#[test]
+fn kept_annotations_replace_their_own_earlier_values_and_stay_sorted() {
+    let mut kept = Annotations::new();
+    kept.insert("b", "1");
+    kept.insert("a", "1");
+    kept.insert(String::from("b"), String::from("2"));
+    assert_eq!(kept.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "2")]);
+    assert_eq!(kept.get("b"), Some("2"));
+    assert_eq!(kept.get("c"), None);
+    let mut map = BTreeMap::from([("b".to_owned(), "0".to_owned())]);
+    kept.copy_into(&mut map);
+    assert_eq!(map["b"], "2");
+    assert_eq!(map.len(), 2);
 }
 
 #[test]

@@ -21,6 +21,67 @@ mod line;
 
 pub use line::EventLine;
 
+/// Annotations gathered while a request is served, kept apart from an [`Event`] until its line
+/// is written: sorted by key, keys and most values `'static` (no allocation for
+/// `authorization.k8s.io/decision: allow`). [`EventLine::with_parts`] writes them merged with
+/// the event's own; [`Annotations::copy_into`] gives them to an [`Event`] that needs them (the
+/// webhook backend's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Annotations(Vec<(Cow<'static, str>, Cow<'static, str>)>);
+
+impl Annotations {
+    /// No annotations.
+    pub const fn new() -> Annotations {
+        Annotations(Vec::new())
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value.
+    pub fn insert(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) {
+        let (key, value) = (key.into(), value.into());
+        match self
+            .0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
+        {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The annotations in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds these annotations to `map` (replacing values of the same keys).
+    pub fn copy_into(&self, map: &mut BTreeMap<String, String>) {
+        for (k, v) in self.iter() {
+            map.insert(k.to_owned(), v.to_owned());
+        }
+    }
+}
+
 /// The authorization decision annotation: `allow` or `forbid`.
 pub const ANNOTATION_DECISION: &str = "authorization.k8s.io/decision";
 /// The authorization reason annotation.
