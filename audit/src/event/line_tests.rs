@@ -291,7 +291,8 @@ proptest! {
 
 #[test]
 fn needs_escape_finds_every_escaped_byte_at_every_position() {
-    for len in 0..20 {
+    // Up to three blocks of sixteen and a partial one.
+    for len in 0..52 {
         for at in 0..len {
             for b in 0..=255u8 {
                 let mut bytes = vec![b'a'; len];
