@@ -80,7 +80,7 @@ impl EventLine {
 
     /// The serialised fields from `requestURI` through `objectRef`, which stay the same over
     /// the stages of a request unless the caller changes them; see
-    /// [`EventLine::with_stable_part`].
+    /// [`EventLine::with_parts`].
     pub fn stable_part(&self) -> Option<&[u8]> {
         let line = self.inner.as_ref().ok()?;
         line.bytes.get(line.stable.clone())
