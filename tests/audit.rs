@@ -268,14 +268,7 @@ async fn events_follow_the_policy_field_by_field() {
     );
     assert_eq!(done["responseStatus"]["code"], 201);
     assert_eq!(done["responseObject"]["data"]["a"], "b");
-    assert_eq!(
-        done["annotations"]["authorization.k8s.io/decision"],
-        "allow"
-    );
-    assert_eq!(
-        done["annotations"]["authentication.portcullis.dev/method"],
-        "x509"
-    );
+    common::assert_allowed_for_x509(done);
 
     // The impersonated, denied list.
     let listed = matching(&all, "list", "configmaps", "ResponseComplete");

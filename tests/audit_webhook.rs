@@ -122,14 +122,7 @@ async fn blocking_webhook_loses_nothing_when_the_receiver_fails_is_slow_or_down(
             .iter()
             .find(|e| e["auditID"] == id && e["stage"] == "ResponseComplete")
             .unwrap();
-        assert_eq!(
-            done["annotations"]["authorization.k8s.io/decision"],
-            "allow"
-        );
-        assert_eq!(
-            done["annotations"]["authentication.portcullis.dev/method"],
-            "x509"
-        );
+        common::assert_allowed_for_x509(done);
     }
 
     // Slow once (longer than nothing, shorter than the attempt timeout): delivered.

@@ -192,3 +192,17 @@ pub fn kubectl_binary() -> String {
     );
     bin
 }
+
+/// Asserts that an audit event (as JSON) carries the annotations of a request the admin's
+/// client certificate authenticated and authorization allowed.
+pub fn assert_allowed_for_x509(event: &serde_json::Value) {
+    let annotations = &event["annotations"];
+    assert_eq!(
+        annotations["authorization.k8s.io/decision"], "allow",
+        "{event}"
+    );
+    assert_eq!(
+        annotations["authentication.portcullis.dev/method"], "x509",
+        "{event}"
+    );
+}
