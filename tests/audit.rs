@@ -114,6 +114,10 @@ async fn events_follow_the_policy_field_by_field() {
     ]);
     let denied = gw.kubectl(&["--as", "bob", "get", "configmaps", "-n", "team"]);
     assert!(!denied.status.success());
+    // The same at Metadata level, whose lines are written from the users as authentication
+    // left them (not copied into the event).
+    let denied = gw.kubectl(&["--as", "bob", "get", "secrets", "-n", "team"]);
+    assert!(!denied.status.success());
     gw.kubectl_ok(&["create", "namespace", "locked"]);
     gw.kubectl_ok(&[
         "label",
@@ -292,6 +296,33 @@ async fn events_follow_the_policy_field_by_field() {
             .unwrap()
             .contains(r#"User "bob" cannot list resource "configmaps""#)
     );
+
+    // Metadata level: both stages name who authenticated and whom they impersonated; a
+    // request without impersonation has no impersonatedUser.
+    let secrets = matching(&all, "list", "secrets", "ResponseComplete");
+    assert_eq!(secrets.len(), 1);
+    let stages = by_id(&all, secrets[0]["auditID"].as_str().unwrap());
+    assert_eq!(stages.len(), 2);
+    for e in stages.values() {
+        assert_eq!(e["level"], "Metadata");
+        assert_eq!(e["user"]["username"], "portcullis-admin", "{e}");
+        assert_eq!(e["user"]["groups"][0], "system:masters", "{e}");
+        assert_eq!(e["impersonatedUser"]["username"], "bob", "{e}");
+    }
+    let team = matching(&all, "create", "namespaces", "ResponseComplete")
+        .into_iter()
+        .find(|e| {
+            e["requestURI"]
+                .as_str()
+                .unwrap()
+                .starts_with("/api/v1/namespaces?")
+        })
+        .expect("the namespace create");
+    for e in by_id(&all, team["auditID"].as_str().unwrap()).values() {
+        assert_eq!(e["level"], "Metadata");
+        assert_eq!(e["user"]["username"], "portcullis-admin", "{e}");
+        assert!(e.get("impersonatedUser").is_none(), "{e}");
+    }
 
     // The pod refused by Pod Security: Request level (request body, no response body).
     let pods = matching(&all, "create", "pods", "ResponseComplete");

@@ -41,7 +41,7 @@ use axum::response::Response;
 use futures_util::FutureExt;
 use jiff::Timestamp;
 use portcullis_api::{RequestInfo, Status, UserInfo};
-use portcullis_audit::event::{Annotations, EventLine};
+use portcullis_audit::event::{Annotations, EventLine, LineParts};
 use portcullis_audit::log::{LogBackend, Mode, WriteError};
 use portcullis_audit::policy::{AuditConfig, Level, PolicyEvaluator, RequestAttributes, Stage};
 use portcullis_audit::{AuditId, Event, MicroTime, WebhookBackend};
@@ -138,24 +138,25 @@ impl Auditor {
         Ok(())
     }
 
-    /// What each backend needs of `event` and the record's `annotations`: its serialised line
-    /// for the log, a copy holding the annotations for the webhook. Made while the record is
-    /// locked; nothing is copied for a backend that is off. `stable` is the serialised
-    /// `requestURI`..`objectRef` of an earlier stage, still valid.
-    fn outgoing(
-        &self,
-        event: &Event,
-        annotations: &Annotations,
-        stable: Option<&[u8]>,
-    ) -> Outgoing {
+    /// What each backend needs of `event` with `parts` (the record's annotations, users not
+    /// copied into the event, an earlier stage's serialised `requestURI`..`objectRef`): its
+    /// serialised line for the log, a copy holding the parts for the webhook. Made while the
+    /// record is locked; nothing is copied for a backend that is off.
+    fn outgoing(&self, event: &Event, parts: LineParts<'_>) -> Outgoing {
         Outgoing {
             line: self
                 .log
                 .as_ref()
-                .map(|_| EventLine::with_parts(event, stable, annotations)),
+                .map(|_| EventLine::with_parts(event, parts)),
             event: self.webhook.as_ref().map(|_| {
                 let mut event = Box::new(event.clone());
-                annotations.copy_into(&mut event.annotations);
+                if let Some(annotations) = parts.annotations {
+                    annotations.copy_into(&mut event.annotations);
+                }
+                if let Some((user, impersonated)) = parts.users {
+                    event.user = user.clone();
+                    event.impersonated_user = impersonated.cloned();
+                }
                 event
             }),
             held: None,
@@ -614,7 +615,12 @@ async fn close(
                 Stable::InHeld => held.as_ref().and_then(EventLine::stable_part),
                 Stable::Copied(bytes) => Some(bytes.as_slice()),
             };
-            let mut out = auditor.outgoing(event, &st.annotations, stable);
+            let parts = LineParts {
+                stable,
+                annotations: Some(&st.annotations),
+                users: None,
+            };
+            let mut out = auditor.outgoing(event, parts);
             out.held = held;
             (out, auditor.strict() || (st.mutating && auditor.blocking()))
         }
@@ -649,7 +655,7 @@ async fn received_with(
         return next.run(req).await;
     };
     // Decided while the request's extensions are borrowed: the users are copied once, into
-    // the event, and only when the policy is known.
+    // the event, and only when the policy is known and the event needs them.
     let decided = {
         let ext = req.extensions();
         let requester = ext.get::<super::filters::Requester>().map(|r| &r.0);
@@ -670,22 +676,37 @@ async fn received_with(
                     ))
             };
             st.config = Some(config);
-            if let Some(u) = requester_user {
-                st.event.user = u.clone();
-            }
-            if let (Some(r), Some(u)) = (requester, user)
-                && r.username != u.username
-            {
-                st.event.impersonated_user = Some(u.clone());
+            let impersonated = match (requester, user) {
+                (Some(r), Some(u)) if r.username != u.username => Some(u),
+                _ => None,
+            };
+            let mutating = st.mutating;
+            // At Metadata level with only the log backend, RequestReceived is serialised now,
+            // from the borrowed users, and the later stages copy its bytes: the event never
+            // needs the users. (Not when it could not be serialised: then as below.)
+            let early = (auditor.webhook.is_none()
+                && config.level == Level::Metadata
+                && config.emits(Stage::RequestReceived))
+            .then(|| {
+                let users = requester_user.map(|u| (u, impersonated));
+                received_line(auditor, &mut st, &config, mutating, users)
+            })
+            .filter(|_| !matches!(st.stable, Stable::None));
+            if early.is_none() {
+                if let Some(u) = requester_user {
+                    st.event.user = u.clone();
+                }
+                st.event.impersonated_user = impersonated.cloned();
             }
             (
                 config,
-                st.mutating,
+                mutating,
                 matches!(info, RequestInfo::Resource(_)),
+                early,
             )
         })
     };
-    let Some((config, mutating, resource)) = decided else {
+    let Some((config, mutating, resource, early)) = decided else {
         return next.run(req).await;
     };
     if config.level == Level::None {
@@ -720,23 +741,18 @@ async fn received_with(
     } else {
         req
     };
-    if config.emits(Stage::RequestReceived) {
-        let (out, durable) = {
-            let mut st = record.lock();
-            // The event is at RequestReceived until the response: the level applies in place.
-            st.event.apply_level(&config);
-            let mut out = auditor.outgoing(&st.event, &st.annotations, None);
-            let durable = auditor.strict() || (mutating && auditor.blocking());
-            if !durable && st.may_hold && out.line.is_some() {
-                // Nobody waits for it: it goes to the log with the closing event, in one
-                // enqueue (the webhook still gets it now).
-                st.held = out.line.take();
-                st.stable = Stable::InHeld;
-            } else if let Some(bytes) = out.line.as_ref().and_then(EventLine::stable_part) {
-                st.stable = Stable::Copied(bytes.to_vec());
-            }
-            (out, durable)
-        };
+    let prepared = match early {
+        Some(prepared) => Some(prepared),
+        None if config.emits(Stage::RequestReceived) => Some(received_line(
+            auditor,
+            &mut record.lock(),
+            &config,
+            mutating,
+            None,
+        )),
+        None => None,
+    };
+    if let Some((out, durable)) = prepared {
         match auditor.emit(out, durable).await {
             Ok(()) if durable => auditor.failing.store(false, Ordering::Relaxed),
             Ok(()) => {}
@@ -755,6 +771,44 @@ async fn received_with(
         return refuse_mutation();
     }
     next.run(req).await
+}
+
+/// Makes the RequestReceived event of `st` for the backends, with `users` instead of the
+/// event's when given; holds its line back for the closing event's enqueue when nobody waits
+/// for it, and keeps where its `requestURI`..`objectRef` bytes are for the later stages.
+/// Returns it and whether it must be durable before the request goes on.
+fn received_line(
+    auditor: &Auditor,
+    st: &mut RecordState,
+    config: &AuditConfig,
+    mutating: bool,
+    users: Option<(&UserInfo, Option<&UserInfo>)>,
+) -> (Outgoing, bool) {
+    // The event is at RequestReceived until the response: the level applies in place.
+    st.event.apply_level(config);
+    let parts = LineParts {
+        stable: None,
+        annotations: Some(&st.annotations),
+        users,
+    };
+    let mut out = auditor.outgoing(&st.event, parts);
+    let durable = auditor.strict() || (mutating && auditor.blocking());
+    let stable = out.line.as_ref().and_then(EventLine::stable_part);
+    if !durable && st.may_hold && out.line.is_some() {
+        st.stable = match stable {
+            Some(_) => Stable::InHeld,
+            None => Stable::None,
+        };
+        // Nobody waits for it: it goes to the log with the closing event, in one enqueue (the
+        // webhook still gets it now).
+        st.held = out.line.take();
+    } else {
+        st.stable = match stable {
+            Some(bytes) => Stable::Copied(bytes.to_vec()),
+            None => Stable::None,
+        };
+    }
+    (out, durable)
 }
 
 /// Sends the held RequestReceived line if the request ends (or is dropped) without a closing

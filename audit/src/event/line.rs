@@ -53,7 +53,7 @@ impl From<&Event> for EventLine {
     /// When the line might exceed [`MAX_LINE_BYTES`], the same event without bodies is
     /// serialised too, for the writer to fall back on.
     fn from(event: &Event) -> EventLine {
-        EventLine::encode(event, None, &Annotations::new())
+        EventLine::encode(event, LineParts::default())
     }
 }
 
@@ -63,19 +63,26 @@ impl From<Event> for EventLine {
     }
 }
 
-impl EventLine {
-    /// As `EventLine::from(event)`, with `annotations` written among the event's own (in key
-    /// order; the event's value wins where both have a key), and, when `stable` is given, the
-    /// fields from `requestURI` through `objectRef` copied from it instead of serialised: what
+/// What a line takes from outside its [`Event`]; see [`EventLine::with_parts`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LineParts<'a> {
+    /// The fields from `requestURI` through `objectRef`, copied instead of serialised: what
     /// [`EventLine::stable_part`] gave for an earlier stage of the same request. The caller
     /// guarantees that those fields (`requestURI`, `verb`, `user`, `impersonatedUser`,
     /// `authenticationMetadata`, `sourceIPs`, `userAgent`, `objectRef`) have not changed since.
-    pub fn with_parts(
-        event: &Event,
-        stable: Option<&[u8]>,
-        annotations: &Annotations,
-    ) -> EventLine {
-        EventLine::encode(event, stable, annotations)
+    pub stable: Option<&'a [u8]>,
+    /// Annotations written among the event's own, in key order; the event's value wins where
+    /// both have a key.
+    pub annotations: Option<&'a Annotations>,
+    /// `user` and `impersonatedUser`, written instead of the event's (which the caller need not
+    /// have copied in).
+    pub users: Option<(&'a UserInfo, Option<&'a UserInfo>)>,
+}
+
+impl EventLine {
+    /// As `EventLine::from(event)`, with what `parts` gives in place of the event's fields.
+    pub fn with_parts(event: &Event, parts: LineParts<'_>) -> EventLine {
+        EventLine::encode(event, parts)
     }
 
     /// The serialised fields from `requestURI` through `objectRef`, which stay the same over
@@ -86,17 +93,16 @@ impl EventLine {
         line.bytes.get(line.stable.clone())
     }
 
-    fn encode(event: &Event, stable: Option<&[u8]>, annotations: &Annotations) -> EventLine {
-        let encoded = Encoded::new(event, Vec::new(), stable, annotations).and_then(|mut line| {
+    fn encode(event: &Event, parts: LineParts<'_>) -> EventLine {
+        let encoded = Encoded::new(event, Vec::new(), parts).and_then(|mut line| {
             if line.len_with(u64::MAX) > MAX_LINE_BYTES {
                 let mut bare = event.clone();
                 bare.truncate_bodies();
-                line.truncated = Some(Box::new(Encoded::new(
-                    &bare,
-                    Vec::new(),
-                    None,
-                    annotations,
-                )?));
+                let parts = LineParts {
+                    stable: None,
+                    ..parts
+                };
+                line.truncated = Some(Box::new(Encoded::new(&bare, Vec::new(), parts)?));
             }
             Ok(line)
         });
@@ -163,8 +169,7 @@ impl Encoded {
     fn new(
         ev: &Event,
         mut out: Vec<u8>,
-        stable: Option<&[u8]>,
-        extra: &Annotations,
+        parts: LineParts<'_>,
     ) -> Result<Encoded, serde_json::Error> {
         out.reserve(1024);
         let o = &mut out;
@@ -186,9 +191,9 @@ impl Encoded {
         o.extend_from_slice(ev.stage.as_str().as_bytes());
         o.push(b'"');
         let stable_start = o.len();
-        match stable {
+        match parts.stable {
             Some(bytes) => o.extend_from_slice(bytes),
-            None => write_stable_part(o, ev)?,
+            None => write_stable_part(o, ev, parts.users)?,
         }
         let stable = stable_start..o.len();
         if let Some(s) = &ev.response_status {
@@ -220,7 +225,8 @@ impl Encoded {
             o.push(b'"');
         };
         let mut chain_written = false;
-        for (k, v) in merged(&ev.annotations, extra) {
+        let none = Annotations::new();
+        for (k, v) in merged(&ev.annotations, parts.annotations.unwrap_or(&none)) {
             match k.cmp(CHAIN_ANNOTATION) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => continue,
@@ -272,15 +278,21 @@ fn merged<'a>(
     })
 }
 
-/// The fields from `requestURI` through `objectRef`, each with its leading comma.
-fn write_stable_part(o: &mut Vec<u8>, ev: &Event) -> Result<(), serde_json::Error> {
+/// The fields from `requestURI` through `objectRef`, each with its leading comma; `users`
+/// replace the event's `user` and `impersonatedUser`.
+fn write_stable_part(
+    o: &mut Vec<u8>,
+    ev: &Event,
+    users: Option<(&UserInfo, Option<&UserInfo>)>,
+) -> Result<(), serde_json::Error> {
+    let (user, impersonated) = users.unwrap_or((&ev.user, ev.impersonated_user.as_ref()));
     o.extend_from_slice(b",\"requestURI\":");
     write_str(o, &ev.request_uri)?;
     o.extend_from_slice(b",\"verb\":");
     write_str(o, &ev.verb)?;
     o.extend_from_slice(b",\"user\":");
-    write_user(o, &ev.user)?;
-    if let Some(u) = &ev.impersonated_user {
+    write_user(o, user)?;
+    if let Some(u) = impersonated {
         o.extend_from_slice(b",\"impersonatedUser\":");
         write_user(o, u)?;
     }

@@ -323,8 +323,11 @@ proptest! {
         later
             .annotations
             .insert("authorization.k8s.io/decision".into(), "allow".into());
-        let reused =
-            EventLine::with_parts(&later, first.stable_part(), &Annotations::new());
+        let parts = LineParts {
+            stable: first.stable_part(),
+            ..LineParts::default()
+        };
+        let reused = EventLine::with_parts(&later, parts);
         prop_assert_eq!(reused, EventLine::from(&later));
     }
 
@@ -342,8 +345,52 @@ proptest! {
             // The event's own value wins over a kept one.
             expected.annotations.entry(k.to_owned()).or_insert_with(|| v.to_owned());
         }
-        prop_assert_eq!(EventLine::with_parts(&ev, None, &kept), EventLine::from(&expected));
+        let parts = LineParts {
+            annotations: Some(&kept),
+            ..LineParts::default()
+        };
+        prop_assert_eq!(EventLine::with_parts(&ev, parts), EventLine::from(&expected));
     }
+
+    #[test]
+    fn users_given_apart_are_written_as_if_the_event_held_them(ev in event(), other in event()) {
+        // The users of `ev` written for an event that holds another's (`other`'s).
+        prop_assert_eq!(users_given_apart(&ev, &other), EventLine::from(&ev));
+    }
+}
+
+/// `ev`'s line, written from an event that holds the users of `other` with `ev`'s users given
+/// apart.
+fn users_given_apart(ev: &Event, other: &Event) -> EventLine {
+    let mut holder = ev.clone();
+    holder.user = other.user.clone();
+    holder.impersonated_user = other.impersonated_user.clone();
+    let parts = LineParts {
+        users: Some((&ev.user, ev.impersonated_user.as_ref())),
+        ..LineParts::default()
+    };
+    EventLine::with_parts(&holder, parts)
+}
+
+#[test]
+fn users_given_apart_are_kept_in_the_form_without_bodies() {
+    let mut ev = full_event();
+    ev.request_object = Some(json!({"data": "x".repeat(MAX_LINE_BYTES)}));
+    let other = Event::new(
+        &AuditId::parse(b"b-2").unwrap(),
+        Level::Metadata,
+        Stage::RequestReceived,
+        Timestamp::from_second(1_700_000_000).unwrap(),
+    );
+    let line = users_given_apart(&ev, &other);
+    assert_eq!(line, EventLine::from(&ev));
+    let (bare, truncated) = line.fitting(0).unwrap();
+    assert!(truncated);
+    let mut out = Vec::new();
+    bare.write_with_placeholder(0, &mut out);
+    let written: Event = serde_json::from_slice(&out).unwrap();
+    assert_eq!(written.user, ev.user);
+    assert_eq!(written.impersonated_user, ev.impersonated_user);
 }
 
 #[test]
