@@ -548,17 +548,24 @@ fn an_interrupted_export_leaves_no_file() {
                 .status()
                 .unwrap();
             let out = child.wait_with_output().unwrap();
+            let stderr = text(&out.stderr);
             if out.status.success() {
                 // It finished before the signal: the export must be whole; try again.
                 assert!(target.exists());
                 continue;
             }
-            assert!(status.success());
-            let stderr = text(&out.stderr);
+            assert!(
+                status.success(),
+                "the export ended by itself before SIG{signal}, with {}: {stderr}",
+                out.status
+            );
+            // An export that died of the signal (no handler yet) says nothing and leaves its
+            // partial file: the handlers are installed before the file is created.
             assert!(
                 stderr.contains(&format!("interrupted by SIG{signal}"))
                     && stderr.contains("nothing was written to"),
-                "{stderr}"
+                "exit {}: {stderr}",
+                out.status
             );
             let left: Vec<String> = std::fs::read_dir(out_dir.path())
                 .unwrap()

@@ -65,6 +65,9 @@ struct Summary {
 /// Writes beside `path` and renames into place once complete and synced, so a failed export
 /// never leaves a file under the final name.
 async fn write_file(store: &dyn Store, path: &Path, gzip: bool) -> Result<Summary> {
+    // Listening before the partial file exists: a signal that arrived between its creation
+    // and the first poll of a listener made later would end the process with the file left.
+    let mut interrupts = Interrupts::listen();
     let partial = partial_path(path);
     // The export holds Secrets: readable by its owner only, as the data directory's keys are.
     let mut options = std::fs::OpenOptions::new();
@@ -86,7 +89,7 @@ async fn write_file(store: &dyn Store, path: &Path, gzip: bool) -> Result<Summar
     // final name is never written.
     let result = tokio::select! {
         result = export => result,
-        signal = interrupted() => Err(anyhow!(
+        signal = interrupts.recv() => Err(anyhow!(
             "interrupted by {signal}: nothing was written to `{}`",
             path.display()
         )),
@@ -97,27 +100,47 @@ async fn write_file(store: &dyn Store, path: &Path, gzip: bool) -> Result<Summar
     result
 }
 
-/// Waits for SIGINT or SIGTERM and names it (never returns if neither can be listened for).
-async fn interrupted() -> &'static str {
+/// SIGINT and SIGTERM, listened for from [`Interrupts::listen`] on: from then, either signal
+/// is caught (and waits for [`Interrupts::recv`]) instead of ending the process.
+struct Interrupts {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            _ => std::future::pending().await,
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Interrupts {
+    /// Starts listening (listens for nothing if the signals cannot be listened for).
+    fn listen() -> Interrupts {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Interrupts {
+                signals: signal(SignalKind::interrupt())
+                    .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                    .ok(),
+            }
         }
+        #[cfg(not(unix))]
+        Interrupts {}
     }
-    #[cfg(not(unix))]
-    {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => "Ctrl-C",
-            Err(_) => std::future::pending().await,
+
+    /// Waits for SIGINT or SIGTERM and names it (never returns if neither is listened for).
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            match &mut self.signals {
+                Some((int, term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                None => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
         }
     }
 }
