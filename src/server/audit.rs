@@ -227,6 +227,12 @@ impl Auditor {
             .chain(self.webhook.iter().map(|w| w.mode()))
     }
 
+    /// Whether a request's events must be durable before it goes on: every request's in
+    /// blocking-strict mode, a mutation's in blocking mode.
+    fn must_wait(&self, mutating: bool) -> bool {
+        self.strict() || (mutating && self.blocking())
+    }
+
     fn strict(&self) -> bool {
         self.modes().any(|m| m == Mode::BlockingStrict)
     }
@@ -622,7 +628,7 @@ async fn close(
             };
             let mut out = auditor.outgoing(event, parts);
             out.held = held;
-            (out, auditor.strict() || (st.mutating && auditor.blocking()))
+            (out, auditor.must_wait(st.mutating))
         }
     };
     if out.line.is_none() && out.event.is_none() && out.held.is_none() {
@@ -680,19 +686,17 @@ async fn received_with(
                 (Some(r), Some(u)) if r.username != u.username => Some(u),
                 _ => None,
             };
-            let mutating = st.mutating;
             // At Metadata level with only the log backend, RequestReceived is serialised now,
-            // from the borrowed users, and the later stages copy its bytes: the event never
-            // needs the users. (Not when it could not be serialised: then as below.)
+            // from the borrowed users, and the later stages copy its bytes: the event needs
+            // the users only if those bytes are not kept (the line could not be serialised).
             let early = (auditor.webhook.is_none()
                 && config.level == Level::Metadata
                 && config.emits(Stage::RequestReceived))
             .then(|| {
                 let users = requester_user.map(|u| (u, impersonated));
-                received_line(auditor, &mut st, &config, mutating, users)
-            })
-            .filter(|_| !matches!(st.stable, Stable::None));
-            if early.is_none() {
+                received_line(auditor, &mut st, &config, users)
+            });
+            if early.is_none() || matches!(st.stable, Stable::None) {
                 if let Some(u) = requester_user {
                     st.event.user = u.clone();
                 }
@@ -700,7 +704,7 @@ async fn received_with(
             }
             (
                 config,
-                mutating,
+                st.mutating,
                 matches!(info, RequestInfo::Resource(_)),
                 early,
             )
@@ -743,13 +747,9 @@ async fn received_with(
     };
     let prepared = match early {
         Some(prepared) => Some(prepared),
-        None if config.emits(Stage::RequestReceived) => Some(received_line(
-            auditor,
-            &mut record.lock(),
-            &config,
-            mutating,
-            None,
-        )),
+        None if config.emits(Stage::RequestReceived) => {
+            Some(received_line(auditor, &mut record.lock(), &config, None))
+        }
         None => None,
     };
     if let Some((out, durable)) = prepared {
@@ -781,7 +781,6 @@ fn received_line(
     auditor: &Auditor,
     st: &mut RecordState,
     config: &AuditConfig,
-    mutating: bool,
     users: Option<(&UserInfo, Option<&UserInfo>)>,
 ) -> (Outgoing, bool) {
     // The event is at RequestReceived until the response: the level applies in place.
@@ -792,7 +791,7 @@ fn received_line(
         users,
     };
     let mut out = auditor.outgoing(&st.event, parts);
-    let durable = auditor.strict() || (mutating && auditor.blocking());
+    let durable = auditor.must_wait(st.mutating);
     let stable = out.line.as_ref().and_then(EventLine::stable_part);
     if !durable && st.may_hold && out.line.is_some() {
         st.stable = match stable {

@@ -24,8 +24,8 @@ pub use line::{EventLine, LineParts};
 /// Annotations gathered while a request is served, kept apart from an [`Event`] until its line
 /// is written: sorted by key, keys and most values `'static` (no allocation for
 /// `authorization.k8s.io/decision: allow`). [`EventLine::with_parts`] writes them merged with
-/// the event's own ([`LineParts::annotations`]); [`Annotations::copy_into`] gives them to an [`Event`] that needs them (the
-/// webhook backend's).
+/// the event's own ([`LineParts::annotations`]); [`Annotations::copy_into`] gives them to an
+/// [`Event`] that needs them (the webhook backend's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Annotations(Vec<(Cow<'static, str>, Cow<'static, str>)>);
 
